@@ -1,0 +1,1 @@
+//! Write-ahead journal (work in progress: see issue 3).

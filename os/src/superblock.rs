@@ -1,0 +1,151 @@
+//! The superblock every store writes at mkfs: which backend formatted the directory,
+//! its fsid, and backend options. `os-tool` reads it to detect `--type`.
+//!
+//! Stored as the file `superblock` in the data directory, in a [`crate::codec`] frame
+//! with magic `OSSB`, version 1; payload:
+//! ```text
+//! str  store_type          "memstore" | "kvstore" | "filestore"
+//! [16] fsid                random at mkfs
+//! u64  created             seconds since the Unix epoch
+//! u32  nopts, then nopts (str key, str value)   backend options, e.g. strip size
+//! ```
+//! (`str` = u32 length + UTF-8 bytes.)
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::codec::{frame, unframe, Decoder, Encoder};
+use crate::error::{Error, ErrorKind, Result};
+
+const MAGIC: [u8; 4] = *b"OSSB";
+const VERSION: u8 = 1;
+pub const FILE_NAME: &str = "superblock";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superblock {
+    pub store_type: String,
+    pub fsid: [u8; 16],
+    pub created: u64,
+    pub options: BTreeMap<String, String>,
+}
+
+impl Superblock {
+    pub fn new(store_type: &str) -> Result<Superblock> {
+        let mut fsid = [0u8; 16];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut fsid))
+            .map_err(|e| Error::from(e).context("reading /dev/urandom for the fsid"))?;
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Superblock { store_type: store_type.to_string(), fsid, created, options: BTreeMap::new() })
+    }
+
+    pub fn fsid_string(&self) -> String {
+        let h = crate::json::hex(&self.fsid);
+        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.str(&self.store_type);
+        e.raw(&self.fsid);
+        e.u64(self.created);
+        e.u32(self.options.len() as u32);
+        for (k, v) in &self.options {
+            e.str(k);
+            e.str(v);
+        }
+        frame(MAGIC, VERSION, VERSION, &e.into_inner())
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Superblock> {
+        let f = unframe(MAGIC, VERSION, buf, "superblock")?;
+        let mut d = Decoder::new(f.payload);
+        let store_type = d.string("store type")?;
+        let mut fsid = [0u8; 16];
+        fsid.copy_from_slice(d.take(16, "fsid")?);
+        let created = d.u64("creation time")?;
+        let n = d.count(8, "options")?;
+        let mut options = BTreeMap::new();
+        for _ in 0..n {
+            let k = d.string("option name")?;
+            let v = d.string("option value")?;
+            options.insert(k, v);
+        }
+        Ok(Superblock { store_type, fsid, created, options })
+    }
+
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE_NAME)
+    }
+
+    /// Reads the superblock of the store in `dir`. ENOENT when there is none (the
+    /// directory was never formatted); EUCLEAN when it is damaged.
+    pub fn read(dir: &Path) -> Result<Superblock> {
+        let p = Superblock::path(dir);
+        let buf = fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::not_found(format!("{} has no superblock: not a formatted store (run mkfs)", dir.display()))
+            } else {
+                Error::from(e).context(format!("reading {}", p.display()))
+            }
+        })?;
+        Superblock::decode(&buf).map_err(|e| e.context(p.display()))
+    }
+
+    /// Writes atomically (temp file, fsync, rename, directory fsync).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        write_file_atomic(&Superblock::path(dir), &self.encode())
+    }
+
+    /// Reads the superblock and checks it was written by `store_type`.
+    pub fn read_expect(dir: &Path, store_type: &str) -> Result<Superblock> {
+        let sb = Superblock::read(dir)?;
+        if sb.store_type != store_type {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{} holds a {} store, not a {store_type}", dir.display(), sb.store_type),
+            ));
+        }
+        Ok(sb)
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new
+/// file: write a temp file, fsync it, rename it over, fsync the directory.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let ctx = |e: std::io::Error, what: &str| Error::from(e).context(format!("{what} {}", tmp.display()));
+    let mut f = fs::File::create(&tmp).map_err(|e| ctx(e, "creating"))?;
+    f.write_all(bytes).map_err(|e| ctx(e, "writing"))?;
+    f.sync_all().map_err(|e| ctx(e, "syncing"))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| Error::from(e).context(format!("renaming onto {}", path.display())))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::from(e).context(format!("syncing directory {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let mut sb = Superblock::new("memstore").unwrap();
+        sb.options.insert("strip_size".into(), "4096".into());
+        let b = sb.encode();
+        assert_eq!(Superblock::decode(&b).unwrap(), sb);
+        for i in 0..b.len() {
+            let mut g = b.clone();
+            g[i] ^= 0x01;
+            assert!(Superblock::decode(&g).is_err(), "flip at {i}");
+        }
+        assert_eq!(sb.fsid_string().len(), 36);
+    }
+}
