@@ -249,7 +249,10 @@ mod tests {
         let newer = frame(*b"TEST", 3, 2, b"x");
         assert!(unframe(*b"TEST", 1, &newer, "test").is_err());
         let compatible = frame(*b"TEST", 3, 1, b"x");
-        assert_eq!(unframe(*b"TEST", 1, &compatible, "test").unwrap().struct_v, 3);
+        assert_eq!(
+            unframe(*b"TEST", 1, &compatible, "test").unwrap().struct_v,
+            3
+        );
     }
 
     #[test]

@@ -370,15 +370,30 @@ mod tests {
 
     #[test]
     fn collection_text_forms_round_trip() {
-        for s in ["meta", "1.2f_head", "1.2f_TEMP", "0.0_head", "12.ffffffffs3_head"] {
+        for s in [
+            "meta",
+            "1.2f_head",
+            "1.2f_TEMP",
+            "0.0_head",
+            "12.ffffffffs3_head",
+        ] {
             let c: CollectionId = s.parse().unwrap();
             assert_eq!(c.to_string(), s);
         }
         let c: CollectionId = "3.a_head".parse().unwrap();
         assert_eq!(c, CollectionId::pg(3, 10));
         for bad in [
-            "", "meta2", "1_head", "x.1_head", "1.g_head", "1.2", "1.2_tmp", "1.2s_head",
-            "1.2s300_head", "-1.2_head", "1.123456789_head",
+            "",
+            "meta2",
+            "1_head",
+            "x.1_head",
+            "1.g_head",
+            "1.2",
+            "1.2_tmp",
+            "1.2s_head",
+            "1.2s300_head",
+            "-1.2_head",
+            "1.123456789_head",
         ] {
             assert!(bad.parse::<CollectionId>().is_err(), "{bad:?} parsed");
         }

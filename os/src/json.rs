@@ -36,7 +36,7 @@ pub fn hex(b: &[u8]) -> String {
 
 pub fn unhex(s: &str) -> Result<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(bad(format!("hex string has odd length {}", s.len())));
     }
     (0..s.len())
@@ -56,7 +56,9 @@ pub fn bytes_from_json(v: &Value, what: &str) -> Result<Vec<u8>> {
             Value::String(h) => unhex(h).map_err(|e| e.context(what)),
             _ => Err(bad(format!("{what}: \"hex\" must be a string"))),
         },
-        _ => Err(bad(format!("{what}: expected a string or {{\"hex\": \"...\"}}"))),
+        _ => Err(bad(format!(
+            "{what}: expected a string or {{\"hex\": \"...\"}}"
+        ))),
     }
 }
 
@@ -99,7 +101,8 @@ fn u32_field(v: &Value, what: &str) -> Result<u32> {
 }
 
 fn str_field<'a>(v: &'a Value, what: &str) -> Result<&'a str> {
-    v.as_str().ok_or_else(|| bad(format!("{what} must be a string, got {v}")))
+    v.as_str()
+        .ok_or_else(|| bad(format!("{what} must be a string, got {v}")))
 }
 
 /// Parses an object id: a plain name (pool taken from `cid`, hash computed) or the
@@ -110,7 +113,20 @@ pub fn object_from_json(v: &Value, cid: Option<&CollectionId>) -> Result<ObjectI
         Value::String(name) => Ok(ObjectId::new(default_pool, name.clone())),
         Value::Object(m) => {
             for k in m.keys() {
-                if !["oid", "name", "key", "snapid", "hash", "max", "pool", "namespace", "shard_id", "generation"].contains(&k.as_str()) {
+                if ![
+                    "oid",
+                    "name",
+                    "key",
+                    "snapid",
+                    "hash",
+                    "max",
+                    "pool",
+                    "namespace",
+                    "shard_id",
+                    "generation",
+                ]
+                .contains(&k.as_str())
+                {
                     return Err(bad(format!("object id: unknown field {k:?}")));
                 }
             }
@@ -124,13 +140,16 @@ pub fn object_from_json(v: &Value, cid: Option<&CollectionId>) -> Result<ObjectI
             }
             let name = match (m.get("oid"), m.get("name")) {
                 (Some(n), None) | (None, Some(n)) => str_field(n, "object oid")?.to_string(),
-                (Some(_), Some(_)) => return Err(bad("object id: give \"oid\" or \"name\", not both")),
+                (Some(_), Some(_)) => {
+                    return Err(bad("object id: give \"oid\" or \"name\", not both"))
+                }
                 (None, None) => return Err(bad("object id: missing \"oid\"")),
             };
             let mut o = ObjectId::new(default_pool, name);
             if let Some(p) = m.get("pool") {
                 let p = int(p, "object pool")?;
-                o.pool = i64::try_from(p).map_err(|_| bad(format!("object pool {p} out of range")))?;
+                o.pool =
+                    i64::try_from(p).map_err(|_| bad(format!("object pool {p} out of range")))?;
             }
             if let Some(ns) = m.get("namespace") {
                 o = o.with_namespace(str_field(ns, "object namespace")?);
@@ -170,7 +189,9 @@ pub fn object_from_json(v: &Value, cid: Option<&CollectionId>) -> Result<ObjectI
             }
             Ok(o)
         }
-        _ => Err(bad(format!("object id must be a name or an object, got {v}"))),
+        _ => Err(bad(format!(
+            "object id must be a name or an object, got {v}"
+        ))),
     }
 }
 
@@ -179,11 +200,13 @@ pub fn object_from_json(v: &Value, cid: Option<&CollectionId>) -> Result<ObjectI
 pub fn object_from_arg(s: &str, cid: Option<&CollectionId>) -> Result<ObjectId> {
     let t = s.trim_start();
     if t.starts_with('{') || t.starts_with('"') {
-        let v: Value = serde_json::from_str(s).map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(s)
+            .map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
         object_from_json(&v, cid)
     } else if t.starts_with('[') {
         // The `list` output form: ["1.0_head", {...}].
-        let v: Value = serde_json::from_str(s).map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(s)
+            .map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
         match v.as_array().map(Vec::as_slice) {
             Some([c, o]) => {
                 let c: CollectionId = str_field(c, "collection")?.parse()?;
@@ -197,7 +220,9 @@ pub fn object_from_arg(s: &str, cid: Option<&CollectionId>) -> Result<ObjectId> 
 }
 
 pub fn collection_from_json(v: &Value, what: &str) -> Result<CollectionId> {
-    str_field(v, what)?.parse().map_err(|e: Error| e.context(what))
+    str_field(v, what)?
+        .parse()
+        .map_err(|e: Error| e.context(what))
 }
 
 // ---- transactions ----
@@ -215,7 +240,11 @@ fn keys_to_json(keys: &BTreeMap<Vec<u8>, Vec<u8>>) -> Value {
         }
         Value::Object(m)
     } else {
-        Value::Array(keys.iter().map(|(k, v)| json!({"key": bytes_to_json(k), "value": bytes_to_json(v)})).collect())
+        Value::Array(
+            keys.iter()
+                .map(|(k, v)| json!({"key": bytes_to_json(k), "value": bytes_to_json(v)}))
+                .collect(),
+        )
     }
 }
 
@@ -228,11 +257,21 @@ pub fn op_to_json(op: &Op) -> Value {
     let c = |c: &CollectionId| Value::String(c.to_string());
     match op {
         Op::Nop => {}
-        Op::Create { cid, oid } | Op::Touch { cid, oid } | Op::Remove { cid, oid } | Op::RmAttrs { cid, oid } | Op::OmapClear { cid, oid } => {
+        Op::Create { cid, oid }
+        | Op::Touch { cid, oid }
+        | Op::Remove { cid, oid }
+        | Op::RmAttrs { cid, oid }
+        | Op::OmapClear { cid, oid } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
         }
-        Op::Write { cid, oid, off, data, fadvise } => {
+        Op::Write {
+            cid,
+            oid,
+            off,
+            data,
+            fadvise,
+        } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
             put("offset", json!(off));
@@ -252,7 +291,12 @@ pub fn op_to_json(op: &Op) -> Value {
             put("oid", object_to_json(oid));
             put("size", json!(size));
         }
-        Op::SetAttr { cid, oid, name, value } => {
+        Op::SetAttr {
+            cid,
+            oid,
+            name,
+            value,
+        } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
             put("name", json!(name));
@@ -261,7 +305,15 @@ pub fn op_to_json(op: &Op) -> Value {
         Op::SetAttrs { cid, oid, attrs } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
-            put("attrs", Value::Object(attrs.iter().map(|(k, v)| (k.clone(), bytes_to_json(v))).collect()));
+            put(
+                "attrs",
+                Value::Object(
+                    attrs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), bytes_to_json(v)))
+                        .collect(),
+                ),
+            );
         }
         Op::RmAttr { cid, oid, name } => {
             put("cid", c(cid));
@@ -273,14 +325,27 @@ pub fn op_to_json(op: &Op) -> Value {
             put("src_oid", object_to_json(src));
             put("dst_oid", object_to_json(dst));
         }
-        Op::CloneRange { cid, src, dst, off, len } => {
+        Op::CloneRange {
+            cid,
+            src,
+            dst,
+            off,
+            len,
+        } => {
             put("cid", c(cid));
             put("src_oid", object_to_json(src));
             put("dst_oid", object_to_json(dst));
             put("offset", json!(off));
             put("length", json!(len));
         }
-        Op::CloneRange2 { cid, src, dst, src_off, len, dst_off } => {
+        Op::CloneRange2 {
+            cid,
+            src,
+            dst,
+            src_off,
+            len,
+            dst_off,
+        } => {
             put("cid", c(cid));
             put("src_oid", object_to_json(src));
             put("dst_oid", object_to_json(dst));
@@ -301,20 +366,39 @@ pub fn op_to_json(op: &Op) -> Value {
         Op::OmapRmKeys { cid, oid, keys } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
-            put("keys", Value::Array(keys.iter().map(|k| bytes_to_json(k)).collect()));
+            put(
+                "keys",
+                Value::Array(keys.iter().map(|k| bytes_to_json(k)).collect()),
+            );
         }
         Op::OmapSetHeader { cid, oid, header } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
             put("header", bytes_to_json(header));
         }
-        Op::OmapRmKeyRange { cid, oid, first, last } => {
+        Op::OmapRmKeyRange {
+            cid,
+            oid,
+            first,
+            last,
+        } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
             put("first", bytes_to_json(first));
             put("last", bytes_to_json(last));
         }
-        Op::SplitCollection { cid, bits, rem, dest } | Op::SplitCollection2 { cid, bits, rem, dest } => {
+        Op::SplitCollection {
+            cid,
+            bits,
+            rem,
+            dest,
+        }
+        | Op::SplitCollection2 {
+            cid,
+            bits,
+            rem,
+            dest,
+        } => {
             put("cid", c(cid));
             put("bits", json!(bits));
             put("rem", json!(rem));
@@ -325,25 +409,44 @@ pub fn op_to_json(op: &Op) -> Value {
             put("dest", c(dest));
             put("bits", json!(bits));
         }
-        Op::CollMoveRename { old_cid, old_oid, new_cid, new_oid } => {
+        Op::CollMoveRename {
+            old_cid,
+            old_oid,
+            new_cid,
+            new_oid,
+        } => {
             put("old_cid", c(old_cid));
             put("old_oid", object_to_json(old_oid));
             put("new_cid", c(new_cid));
             put("new_oid", object_to_json(new_oid));
         }
-        Op::TryRename { cid, old_oid, new_oid } => {
+        Op::TryRename {
+            cid,
+            old_oid,
+            new_oid,
+        } => {
             put("cid", c(cid));
             put("old_oid", object_to_json(old_oid));
             put("new_oid", object_to_json(new_oid));
         }
-        Op::SetAllocHint { cid, oid, expected_object_size, expected_write_size, flags } => {
+        Op::SetAllocHint {
+            cid,
+            oid,
+            expected_object_size,
+            expected_write_size,
+            flags,
+        } => {
             put("cid", c(cid));
             put("oid", object_to_json(oid));
             put("expected_object_size", json!(expected_object_size));
             put("expected_write_size", json!(expected_write_size));
             put("flags", json!(flags));
         }
-        Op::CollHint { cid, hint_type, hint } => {
+        Op::CollHint {
+            cid,
+            hint_type,
+            hint,
+        } => {
             put("cid", c(cid));
             put("type", json!(hint_type));
             put("hint", bytes_to_json(hint));
@@ -365,7 +468,8 @@ impl<'a> Fields<'a> {
         self.m.get(k)
     }
     fn req(&mut self, k: &'static str) -> Result<&'a Value> {
-        self.opt(k).ok_or_else(|| bad(format!("{}: missing field {k:?}", self.op)))
+        self.opt(k)
+            .ok_or_else(|| bad(format!("{}: missing field {k:?}", self.op)))
     }
     fn cid(&mut self, k: &'static str) -> Result<CollectionId> {
         let v = self.req(k)?;
@@ -414,9 +518,13 @@ impl<'a> Fields<'a> {
 }
 
 pub fn op_from_json(v: &Value) -> Result<Op> {
-    let m = v.as_object().ok_or_else(|| bad(format!("an op must be a JSON object, got {v}")))?;
+    let m = v
+        .as_object()
+        .ok_or_else(|| bad(format!("an op must be a JSON object, got {v}")))?;
     let code = match m.get("op") {
-        Some(Value::String(s)) => OpCode::from_name(s).ok_or_else(|| bad(format!("unknown op {s:?}")))?,
+        Some(Value::String(s)) => {
+            OpCode::from_name(s).ok_or_else(|| bad(format!("unknown op {s:?}")))?
+        }
         Some(n @ Value::Number(_)) => {
             let n = u32_field(n, "op")?;
             OpCode::from_u32(n).ok_or_else(|| bad(format!("unknown op code {n}")))?
@@ -424,7 +532,11 @@ pub fn op_from_json(v: &Value) -> Result<Op> {
         Some(x) => return Err(bad(format!("\"op\" must be a name or a number, got {x}"))),
         None => return Err(bad("op object is missing \"op\"")),
     };
-    let mut f = Fields { m, op: code.name(), used: BTreeSet::new() };
+    let mut f = Fields {
+        m,
+        op: code.name(),
+        used: BTreeSet::new(),
+    };
     let op = match code {
         OpCode::Nop => Op::Nop,
         OpCode::Create | OpCode::Touch | OpCode::Remove | OpCode::RmAttrs | OpCode::OmapClear => {
@@ -441,45 +553,85 @@ pub fn op_from_json(v: &Value) -> Result<Op> {
         OpCode::Write => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            Op::Write { cid, oid, off: f.u64_or("offset", 0)?, data: f.bytes("data")?, fadvise: f.u32_or("fadvise_flags", 0)? }
+            Op::Write {
+                cid,
+                oid,
+                off: f.u64_or("offset", 0)?,
+                data: f.bytes("data")?,
+                fadvise: f.u32_or("fadvise_flags", 0)?,
+            }
         }
         OpCode::Zero => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            Op::Zero { cid, oid, off: f.u64("offset")?, len: f.u64("length")? }
+            Op::Zero {
+                cid,
+                oid,
+                off: f.u64("offset")?,
+                len: f.u64("length")?,
+            }
         }
         OpCode::Truncate => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            Op::Truncate { cid, oid, size: f.u64("size")? }
+            Op::Truncate {
+                cid,
+                oid,
+                size: f.u64("size")?,
+            }
         }
         OpCode::SetAttr => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            Op::SetAttr { cid, oid, name: f.string("name")?, value: f.bytes("value")? }
+            Op::SetAttr {
+                cid,
+                oid,
+                name: f.string("name")?,
+                value: f.bytes("value")?,
+            }
         }
         OpCode::SetAttrs => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            let a = f.req("attrs")?.as_object().ok_or_else(|| bad("setattrs: \"attrs\" must be an object of name: value"))?;
+            let a = f
+                .req("attrs")?
+                .as_object()
+                .ok_or_else(|| bad("setattrs: \"attrs\" must be an object of name: value"))?;
             let mut attrs = BTreeMap::new();
             for (k, v) in a {
-                attrs.insert(k.clone(), bytes_from_json(v, &format!("setattrs: attr {k:?}"))?);
+                attrs.insert(
+                    k.clone(),
+                    bytes_from_json(v, &format!("setattrs: attr {k:?}"))?,
+                );
             }
             Op::SetAttrs { cid, oid, attrs }
         }
         OpCode::RmAttr => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            Op::RmAttr { cid, oid, name: f.string("name")? }
+            Op::RmAttr {
+                cid,
+                oid,
+                name: f.string("name")?,
+            }
         }
         OpCode::Clone => {
             let cid = f.cid("cid")?;
-            Op::Clone { cid, src: f.oid("src_oid", &cid)?, dst: f.oid("dst_oid", &cid)? }
+            Op::Clone {
+                cid,
+                src: f.oid("src_oid", &cid)?,
+                dst: f.oid("dst_oid", &cid)?,
+            }
         }
         OpCode::CloneRange => {
             let cid = f.cid("cid")?;
-            Op::CloneRange { cid, src: f.oid("src_oid", &cid)?, dst: f.oid("dst_oid", &cid)?, off: f.u64("offset")?, len: f.u64("length")? }
+            Op::CloneRange {
+                cid,
+                src: f.oid("src_oid", &cid)?,
+                dst: f.oid("dst_oid", &cid)?,
+                off: f.u64("offset")?,
+                len: f.u64("length")?,
+            }
         }
         OpCode::CloneRange2 => {
             let cid = f.cid("cid")?;
@@ -492,8 +644,14 @@ pub fn op_from_json(v: &Value) -> Result<Op> {
                 dst_off: f.u64("dst_offset")?,
             }
         }
-        OpCode::MkColl => Op::MkColl { cid: f.cid("cid")?, bits: f.u32_or("bits", 0)? },
-        OpCode::CollSetBits => Op::CollSetBits { cid: f.cid("cid")?, bits: f.u32("bits")? },
+        OpCode::MkColl => Op::MkColl {
+            cid: f.cid("cid")?,
+            bits: f.u32_or("bits", 0)?,
+        },
+        OpCode::CollSetBits => Op::CollSetBits {
+            cid: f.cid("cid")?,
+            bits: f.u32("bits")?,
+        },
         OpCode::RmColl => Op::RmColl { cid: f.cid("cid")? },
         OpCode::OmapSetKeys => {
             let cid = f.cid("cid")?;
@@ -502,7 +660,10 @@ pub fn op_from_json(v: &Value) -> Result<Op> {
             match f.req("keys")? {
                 Value::Object(o) => {
                     for (k, v) in o {
-                        keys.insert(k.as_bytes().to_vec(), bytes_from_json(v, &format!("omap_setkeys: key {k:?}"))?);
+                        keys.insert(
+                            k.as_bytes().to_vec(),
+                            bytes_from_json(v, &format!("omap_setkeys: key {k:?}"))?,
+                        );
                     }
                 }
                 Value::Array(a) => {
@@ -511,49 +672,95 @@ pub fn op_from_json(v: &Value) -> Result<Op> {
                             Some(o) if o.len() == 2 && o.contains_key("key") && o.contains_key("value") => (&o["key"], &o["value"]),
                             _ => return Err(bad("omap_setkeys: array entries must be {\"key\": ..., \"value\": ...}")),
                         };
-                        keys.insert(bytes_from_json(k, "omap_setkeys: key")?, bytes_from_json(v, "omap_setkeys: value")?);
+                        keys.insert(
+                            bytes_from_json(k, "omap_setkeys: key")?,
+                            bytes_from_json(v, "omap_setkeys: value")?,
+                        );
                     }
                 }
-                x => return Err(bad(format!("omap_setkeys: \"keys\" must be an object or an array, got {x}"))),
+                x => {
+                    return Err(bad(format!(
+                        "omap_setkeys: \"keys\" must be an object or an array, got {x}"
+                    )))
+                }
             }
             Op::OmapSetKeys { cid, oid, keys }
         }
         OpCode::OmapRmKeys => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            let a = f.req("keys")?.as_array().ok_or_else(|| bad("omap_rmkeys: \"keys\" must be an array"))?;
-            let keys = a.iter().map(|k| bytes_from_json(k, "omap_rmkeys: key")).collect::<Result<BTreeSet<_>>>()?;
+            let a = f
+                .req("keys")?
+                .as_array()
+                .ok_or_else(|| bad("omap_rmkeys: \"keys\" must be an array"))?;
+            let keys = a
+                .iter()
+                .map(|k| bytes_from_json(k, "omap_rmkeys: key"))
+                .collect::<Result<BTreeSet<_>>>()?;
             Op::OmapRmKeys { cid, oid, keys }
         }
         OpCode::OmapSetHeader => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            Op::OmapSetHeader { cid, oid, header: f.bytes("header")? }
+            Op::OmapSetHeader {
+                cid,
+                oid,
+                header: f.bytes("header")?,
+            }
         }
         OpCode::OmapRmKeyRange => {
             let cid = f.cid("cid")?;
             let oid = f.oid("oid", &cid)?;
-            Op::OmapRmKeyRange { cid, oid, first: f.bytes("first")?, last: f.bytes("last")? }
-        }
-        OpCode::SplitCollection | OpCode::SplitCollection2 => {
-            let (cid, bits, rem, dest) = (f.cid("cid")?, f.u32("bits")?, f.u32("rem")?, f.cid("dest")?);
-            if code == OpCode::SplitCollection {
-                Op::SplitCollection { cid, bits, rem, dest }
-            } else {
-                Op::SplitCollection2 { cid, bits, rem, dest }
+            Op::OmapRmKeyRange {
+                cid,
+                oid,
+                first: f.bytes("first")?,
+                last: f.bytes("last")?,
             }
         }
-        OpCode::MergeCollection => Op::MergeCollection { cid: f.cid("cid")?, dest: f.cid("dest")?, bits: f.u32("bits")? },
+        OpCode::SplitCollection | OpCode::SplitCollection2 => {
+            let (cid, bits, rem, dest) =
+                (f.cid("cid")?, f.u32("bits")?, f.u32("rem")?, f.cid("dest")?);
+            if code == OpCode::SplitCollection {
+                Op::SplitCollection {
+                    cid,
+                    bits,
+                    rem,
+                    dest,
+                }
+            } else {
+                Op::SplitCollection2 {
+                    cid,
+                    bits,
+                    rem,
+                    dest,
+                }
+            }
+        }
+        OpCode::MergeCollection => Op::MergeCollection {
+            cid: f.cid("cid")?,
+            dest: f.cid("dest")?,
+            bits: f.u32("bits")?,
+        },
         OpCode::CollMoveRename => {
             let old_cid = f.cid("old_cid")?;
             let old_oid = f.oid("old_oid", &old_cid)?;
             let new_cid = f.cid("new_cid")?;
             let new_oid = f.oid("new_oid", &new_cid)?;
-            Op::CollMoveRename { old_cid, old_oid, new_cid, new_oid }
+            Op::CollMoveRename {
+                old_cid,
+                old_oid,
+                new_cid,
+                new_oid,
+            }
         }
         OpCode::TryRename => {
             let cid = f.cid("cid")?;
-            Op::TryRename { cid, old_oid: f.oid("old_oid", &cid)?, new_oid: f.oid("new_oid", &cid)? }
+            Op::TryRename {
+                cid,
+                old_oid: f.oid("old_oid", &cid)?,
+                new_oid: f.oid("new_oid", &cid)?,
+            }
         }
         OpCode::SetAllocHint => {
             let cid = f.cid("cid")?;
@@ -579,7 +786,11 @@ pub fn op_from_json(v: &Value) -> Result<Op> {
                 (None, None, None) => Vec::new(),
                 _ => return Err(bad("coll_hint: give \"hint\" bytes, or \"pg_num\" and \"expected_num_objects\" with type 1")),
             };
-            Op::CollHint { cid, hint_type, hint }
+            Op::CollHint {
+                cid,
+                hint_type,
+                hint,
+            }
         }
     };
     f.finish()?;
@@ -593,11 +804,19 @@ pub fn transaction_from_json(v: &Value) -> Result<Transaction> {
         Value::Array(a) => a,
         Value::Object(m) => {
             if let Some(k) = m.keys().find(|k| k.as_str() != "ops") {
-                return Err(bad(format!("transaction: unknown field {k:?} (expected {{\"ops\": [...]}})")));
+                return Err(bad(format!(
+                    "transaction: unknown field {k:?} (expected {{\"ops\": [...]}})"
+                )));
             }
-            m.get("ops").and_then(Value::as_array).ok_or_else(|| bad("transaction: missing \"ops\" array"))?
+            m.get("ops")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("transaction: missing \"ops\" array"))?
         }
-        _ => return Err(bad("a transaction must be {\"ops\": [...]} or an array of ops")),
+        _ => {
+            return Err(bad(
+                "a transaction must be {\"ops\": [...]} or an array of ops",
+            ))
+        }
     };
     let mut t = Transaction::new();
     for (i, op) in ops.iter().enumerate() {
@@ -610,12 +829,15 @@ pub fn transaction_from_json(v: &Value) -> Result<Transaction> {
 /// Parses a document holding one transaction or several: `{"ops": [...]}`, an array
 /// of ops, or an array of `{"ops": [...]}` objects (applied in order).
 pub fn transactions_from_str(s: &str) -> Result<Vec<Transaction>> {
-    let v: Value = serde_json::from_str(s).map_err(|e| bad(format!("transaction JSON is malformed: {e}")))?;
+    let v: Value =
+        serde_json::from_str(s).map_err(|e| bad(format!("transaction JSON is malformed: {e}")))?;
     match &v {
         Value::Array(a) if a.iter().any(|x| x.get("ops").is_some()) => a
             .iter()
             .enumerate()
-            .map(|(i, x)| transaction_from_json(x).map_err(|e| e.context(format!("transaction {i}"))))
+            .map(|(i, x)| {
+                transaction_from_json(x).map_err(|e| e.context(format!("transaction {i}")))
+            })
             .collect(),
         _ => Ok(vec![transaction_from_json(&v)?]),
     }
@@ -629,38 +851,157 @@ mod tests {
     fn every_op_round_trips_through_json() {
         let c = CollectionId::pg(1, 2);
         let d = CollectionId::temp(1, 2);
-        let o = ObjectId::in_collection(&c, "obj").with_namespace("ns").with_snap(Snap(4));
-        let p = ObjectId::in_collection(&c, "p").with_key("loc").with_shard(2).with_generation(9);
+        let o = ObjectId::in_collection(&c, "obj")
+            .with_namespace("ns")
+            .with_snap(Snap(4));
+        let p = ObjectId::in_collection(&c, "p")
+            .with_key("loc")
+            .with_shard(2)
+            .with_generation(9);
         let ops = vec![
             Op::Nop,
-            Op::Create { cid: c, oid: o.clone() },
-            Op::Touch { cid: c, oid: o.clone() },
-            Op::Write { cid: c, oid: o.clone(), off: 5, data: vec![0xff, 0, 1], fadvise: 2 },
-            Op::Zero { cid: c, oid: o.clone(), off: 1, len: 2 },
-            Op::Truncate { cid: c, oid: o.clone(), size: 3 },
-            Op::Remove { cid: c, oid: o.clone() },
-            Op::SetAttr { cid: c, oid: o.clone(), name: "_".into(), value: b"v".to_vec() },
-            Op::SetAttrs { cid: c, oid: o.clone(), attrs: [("a".to_string(), vec![0x80])].into() },
-            Op::RmAttr { cid: c, oid: o.clone(), name: "a".into() },
-            Op::RmAttrs { cid: c, oid: o.clone() },
-            Op::Clone { cid: c, src: o.clone(), dst: p.clone() },
-            Op::CloneRange { cid: c, src: o.clone(), dst: p.clone(), off: 1, len: 2 },
-            Op::CloneRange2 { cid: c, src: o.clone(), dst: p.clone(), src_off: 1, len: 2, dst_off: 3 },
+            Op::Create {
+                cid: c,
+                oid: o.clone(),
+            },
+            Op::Touch {
+                cid: c,
+                oid: o.clone(),
+            },
+            Op::Write {
+                cid: c,
+                oid: o.clone(),
+                off: 5,
+                data: vec![0xff, 0, 1],
+                fadvise: 2,
+            },
+            Op::Zero {
+                cid: c,
+                oid: o.clone(),
+                off: 1,
+                len: 2,
+            },
+            Op::Truncate {
+                cid: c,
+                oid: o.clone(),
+                size: 3,
+            },
+            Op::Remove {
+                cid: c,
+                oid: o.clone(),
+            },
+            Op::SetAttr {
+                cid: c,
+                oid: o.clone(),
+                name: "_".into(),
+                value: b"v".to_vec(),
+            },
+            Op::SetAttrs {
+                cid: c,
+                oid: o.clone(),
+                attrs: [("a".to_string(), vec![0x80])].into(),
+            },
+            Op::RmAttr {
+                cid: c,
+                oid: o.clone(),
+                name: "a".into(),
+            },
+            Op::RmAttrs {
+                cid: c,
+                oid: o.clone(),
+            },
+            Op::Clone {
+                cid: c,
+                src: o.clone(),
+                dst: p.clone(),
+            },
+            Op::CloneRange {
+                cid: c,
+                src: o.clone(),
+                dst: p.clone(),
+                off: 1,
+                len: 2,
+            },
+            Op::CloneRange2 {
+                cid: c,
+                src: o.clone(),
+                dst: p.clone(),
+                src_off: 1,
+                len: 2,
+                dst_off: 3,
+            },
             Op::MkColl { cid: d, bits: 5 },
             Op::RmColl { cid: d },
-            Op::OmapClear { cid: c, oid: o.clone() },
-            Op::OmapSetKeys { cid: c, oid: o.clone(), keys: [(vec![0x80, 1], b"x".to_vec())].into() },
-            Op::OmapSetKeys { cid: c, oid: o.clone(), keys: [(b"k".to_vec(), b"x".to_vec())].into() },
-            Op::OmapRmKeys { cid: c, oid: o.clone(), keys: [b"k".to_vec()].into() },
-            Op::OmapSetHeader { cid: c, oid: o.clone(), header: b"h".to_vec() },
-            Op::OmapRmKeyRange { cid: c, oid: o.clone(), first: b"a".to_vec(), last: b"b".to_vec() },
-            Op::SplitCollection { cid: c, bits: 3, rem: 2, dest: CollectionId::pg(1, 6) },
-            Op::SplitCollection2 { cid: c, bits: 3, rem: 2, dest: CollectionId::pg(1, 6) },
-            Op::MergeCollection { cid: CollectionId::pg(1, 6), dest: c, bits: 2 },
-            Op::CollMoveRename { old_cid: c, old_oid: o.clone(), new_cid: d, new_oid: p.clone() },
-            Op::TryRename { cid: c, old_oid: o.clone(), new_oid: p.clone() },
-            Op::SetAllocHint { cid: c, oid: o.clone(), expected_object_size: 1, expected_write_size: 2, flags: 3 },
-            Op::CollHint { cid: c, hint_type: 1, hint: vec![1, 2, 3] },
+            Op::OmapClear {
+                cid: c,
+                oid: o.clone(),
+            },
+            Op::OmapSetKeys {
+                cid: c,
+                oid: o.clone(),
+                keys: [(vec![0x80, 1], b"x".to_vec())].into(),
+            },
+            Op::OmapSetKeys {
+                cid: c,
+                oid: o.clone(),
+                keys: [(b"k".to_vec(), b"x".to_vec())].into(),
+            },
+            Op::OmapRmKeys {
+                cid: c,
+                oid: o.clone(),
+                keys: [b"k".to_vec()].into(),
+            },
+            Op::OmapSetHeader {
+                cid: c,
+                oid: o.clone(),
+                header: b"h".to_vec(),
+            },
+            Op::OmapRmKeyRange {
+                cid: c,
+                oid: o.clone(),
+                first: b"a".to_vec(),
+                last: b"b".to_vec(),
+            },
+            Op::SplitCollection {
+                cid: c,
+                bits: 3,
+                rem: 2,
+                dest: CollectionId::pg(1, 6),
+            },
+            Op::SplitCollection2 {
+                cid: c,
+                bits: 3,
+                rem: 2,
+                dest: CollectionId::pg(1, 6),
+            },
+            Op::MergeCollection {
+                cid: CollectionId::pg(1, 6),
+                dest: c,
+                bits: 2,
+            },
+            Op::CollMoveRename {
+                old_cid: c,
+                old_oid: o.clone(),
+                new_cid: d,
+                new_oid: p.clone(),
+            },
+            Op::TryRename {
+                cid: c,
+                old_oid: o.clone(),
+                new_oid: p.clone(),
+            },
+            Op::SetAllocHint {
+                cid: c,
+                oid: o.clone(),
+                expected_object_size: 1,
+                expected_write_size: 2,
+                flags: 3,
+            },
+            Op::CollHint {
+                cid: c,
+                hint_type: 1,
+                hint: vec![1, 2, 3],
+            },
             Op::CollSetBits { cid: c, bits: 4 },
         ];
         let codes: BTreeSet<OpCode> = ops.iter().map(Op::code).collect();
@@ -675,7 +1016,8 @@ mod tests {
 
     #[test]
     fn plain_names_take_the_collection_pool() {
-        let t = transactions_from_str(r#"{"ops":[{"op":"touch","cid":"3.1_head","oid":"x"}]}"#).unwrap();
+        let t = transactions_from_str(r#"{"ops":[{"op":"touch","cid":"3.1_head","oid":"x"}]}"#)
+            .unwrap();
         match &t[0].ops()[0] {
             Op::Touch { oid, .. } => assert_eq!(*oid, ObjectId::new(3, "x")),
             o => panic!("unexpected {o:?}"),
@@ -687,11 +1029,26 @@ mod tests {
         for (doc, needle) in [
             ("{", "malformed"),
             (r#"{"ops":[{"op":"frobnicate"}]}"#, "unknown op"),
-            (r#"{"ops":[{"op":"touch","cid":"1.0_head"}]}"#, "missing field \"oid\""),
-            (r#"{"ops":[{"op":"touch","cid":"bogus","oid":"x"}]}"#, "bad collection id"),
-            (r#"{"ops":[{"op":"touch","cid":"1.0_head","oid":"x","extra":1}]}"#, "unknown field"),
-            (r#"{"ops":[{"op":"write","cid":"1.0_head","oid":"x","data":{"hex":"zz"}}]}"#, "hex"),
-            (r#"{"ops":[{"op":"zero","cid":"1.0_head","oid":"x","offset":-1,"length":1}]}"#, "out of range"),
+            (
+                r#"{"ops":[{"op":"touch","cid":"1.0_head"}]}"#,
+                "missing field \"oid\"",
+            ),
+            (
+                r#"{"ops":[{"op":"touch","cid":"bogus","oid":"x"}]}"#,
+                "bad collection id",
+            ),
+            (
+                r#"{"ops":[{"op":"touch","cid":"1.0_head","oid":"x","extra":1}]}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"ops":[{"op":"write","cid":"1.0_head","oid":"x","data":{"hex":"zz"}}]}"#,
+                "hex",
+            ),
+            (
+                r#"{"ops":[{"op":"zero","cid":"1.0_head","oid":"x","offset":-1,"length":1}]}"#,
+                "out of range",
+            ),
         ] {
             let e = transactions_from_str(doc).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{doc}");
@@ -701,10 +1058,18 @@ mod tests {
 
     #[test]
     fn object_ids_round_trip_through_json() {
-        let o = ObjectId::new(7, "n").with_namespace("ns").with_key("k").with_snap(Snap::SNAPDIR).with_shard(1).with_generation(3);
+        let o = ObjectId::new(7, "n")
+            .with_namespace("ns")
+            .with_key("k")
+            .with_snap(Snap::SNAPDIR)
+            .with_shard(1)
+            .with_generation(3);
         assert_eq!(object_from_json(&object_to_json(&o), None).unwrap(), o);
         let line = serde_json::to_string(&json!(["7.0_head", object_to_json(&o)])).unwrap();
         assert_eq!(object_from_arg(&line, None).unwrap(), o);
-        assert_eq!(object_from_arg("plain", Some(&CollectionId::pg(7, 0))).unwrap(), ObjectId::new(7, "plain"));
+        assert_eq!(
+            object_from_arg("plain", Some(&CollectionId::pg(7, 0))).unwrap(),
+            ObjectId::new(7, "plain")
+        );
     }
 }

@@ -18,5 +18,8 @@ pub mod transaction;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{CollectionId, ObjectId, PgId, Snap, NO_GEN, NO_SHARD};
 pub use precheck::{precheck, StateView};
-pub use store::{Callback, CollectionHandle, Completion, ObjectStat, ObjectStore, OmapIterator, SnapshotOmapIterator, StoreStatfs};
-pub use transaction::{Op, OpCode, OmapKey, Transaction};
+pub use store::{
+    Callback, CollectionHandle, Completion, ObjectStat, ObjectStore, OmapIterator,
+    SnapshotOmapIterator, StoreStatfs,
+};
+pub use transaction::{OmapKey, Op, OpCode, Transaction};

@@ -52,15 +52,26 @@ pub fn validate_object(oid: &ObjectId) -> Result<()> {
         return Err(too_big("object locator key", oid.key.len(), MAX_NAME_LEN));
     }
     if oid.namespace.len() > MAX_NAMESPACE_LEN {
-        return Err(too_big("object namespace", oid.namespace.len(), MAX_NAMESPACE_LEN));
+        return Err(too_big(
+            "object namespace",
+            oid.namespace.len(),
+            MAX_NAMESPACE_LEN,
+        ));
     }
-    for (what, s) in [("name", &oid.name), ("key", &oid.key), ("namespace", &oid.namespace)] {
+    for (what, s) in [
+        ("name", &oid.name),
+        ("key", &oid.key),
+        ("namespace", &oid.namespace),
+    ] {
         if s.as_bytes().contains(&0) {
             return Err(Error::invalid(format!("object {what} contains a NUL byte")));
         }
     }
     if oid.shard < NO_SHARD {
-        return Err(Error::invalid(format!("object shard {} is negative", oid.shard)));
+        return Err(Error::invalid(format!(
+            "object shard {} is negative",
+            oid.shard
+        )));
     }
     Ok(())
 }
@@ -81,7 +92,11 @@ pub fn validate_attr_name(name: &str) -> Result<()> {
 fn validate_attr(name: &str, value: &[u8]) -> Result<()> {
     validate_attr_name(name)?;
     if value.len() > MAX_ATTR_VALUE_LEN {
-        return Err(too_big(&format!("value of attr {name:?}"), value.len(), MAX_ATTR_VALUE_LEN));
+        return Err(too_big(
+            &format!("value of attr {name:?}"),
+            value.len(),
+            MAX_ATTR_VALUE_LEN,
+        ));
     }
     Ok(())
 }
@@ -108,7 +123,9 @@ fn validate_extent(what: &str, off: u64, len: u64) -> Result<()> {
 
 fn validate_bits(what: &str, bits: u32) -> Result<()> {
     if bits > MAX_COLLECTION_BITS {
-        return Err(Error::invalid(format!("{what} {bits} is over {MAX_COLLECTION_BITS}")));
+        return Err(Error::invalid(format!(
+            "{what} {bits} is over {MAX_COLLECTION_BITS}"
+        )));
     }
     Ok(())
 }
@@ -145,7 +162,9 @@ pub fn validate_op(op: &Op) -> Result<()> {
             validate_object(oid)?;
             validate_extent("truncate", *size, 0)
         }
-        Op::SetAttr { oid, name, value, .. } => {
+        Op::SetAttr {
+            oid, name, value, ..
+        } => {
             validate_object(oid)?;
             validate_attr(name, value)
         }
@@ -169,22 +188,35 @@ pub fn validate_op(op: &Op) -> Result<()> {
             validate_object(src)?;
             validate_object(dst)?;
             if src == dst {
-                return Err(Error::invalid("clone source and destination are the same object"));
+                return Err(Error::invalid(
+                    "clone source and destination are the same object",
+                ));
             }
             Ok(())
         }
-        Op::CloneRange { src, dst, off, len, .. } => {
+        Op::CloneRange {
+            src, dst, off, len, ..
+        } => {
             validate_object(src)?;
             validate_object(dst)?;
             validate_extent("clone range", *off, *len)
         }
-        Op::CloneRange2 { src, dst, src_off, len, dst_off, .. } => {
+        Op::CloneRange2 {
+            src,
+            dst,
+            src_off,
+            len,
+            dst_off,
+            ..
+        } => {
             validate_object(src)?;
             validate_object(dst)?;
             validate_extent("clone range source", *src_off, *len)?;
             validate_extent("clone range destination", *dst_off, *len)
         }
-        Op::MkColl { bits, .. } | Op::CollSetBits { bits, .. } => validate_bits("collection bits", *bits),
+        Op::MkColl { bits, .. } | Op::CollSetBits { bits, .. } => {
+            validate_bits("collection bits", *bits)
+        }
         Op::RmColl { .. } => Ok(()),
         Op::OmapSetKeys { oid, keys, .. } => {
             validate_object(oid)?;
@@ -207,7 +239,9 @@ pub fn validate_op(op: &Op) -> Result<()> {
             }
             Ok(())
         }
-        Op::OmapRmKeyRange { oid, first, last, .. } => {
+        Op::OmapRmKeyRange {
+            oid, first, last, ..
+        } => {
             validate_object(oid)?;
             for k in [first, last] {
                 if k.len() > MAX_OMAP_KEY_LEN {
@@ -216,24 +250,46 @@ pub fn validate_op(op: &Op) -> Result<()> {
             }
             Ok(())
         }
-        Op::SplitCollection { cid, bits, rem, dest } | Op::SplitCollection2 { cid, bits, rem, dest } => {
+        Op::SplitCollection {
+            cid,
+            bits,
+            rem,
+            dest,
+        }
+        | Op::SplitCollection2 {
+            cid,
+            bits,
+            rem,
+            dest,
+        } => {
             validate_bits("split bits", *bits)?;
             if *bits < 32 && u64::from(*rem) >= (1u64 << bits) {
-                return Err(Error::invalid(format!("split remainder {rem:#x} does not fit in {bits} bits")));
+                return Err(Error::invalid(format!(
+                    "split remainder {rem:#x} does not fit in {bits} bits"
+                )));
             }
             if cid == dest {
-                return Err(Error::invalid("split source and destination are the same collection"));
+                return Err(Error::invalid(
+                    "split source and destination are the same collection",
+                ));
             }
             Ok(())
         }
         Op::MergeCollection { cid, dest, bits } => {
             validate_bits("merge bits", *bits)?;
             if cid == dest {
-                return Err(Error::invalid("merge source and destination are the same collection"));
+                return Err(Error::invalid(
+                    "merge source and destination are the same collection",
+                ));
             }
             Ok(())
         }
-        Op::CollMoveRename { old_oid, new_oid, .. } | Op::TryRename { old_oid, new_oid, .. } => {
+        Op::CollMoveRename {
+            old_oid, new_oid, ..
+        }
+        | Op::TryRename {
+            old_oid, new_oid, ..
+        } => {
             validate_object(old_oid)?;
             validate_object(new_oid)
         }
@@ -254,37 +310,93 @@ mod tests {
     #[test]
     fn limits_at_minus_one_limit_and_plus_one() {
         let c = CollectionId::pg(1, 0);
-        for (len, ok) in [(MAX_NAME_LEN - 1, true), (MAX_NAME_LEN, true), (MAX_NAME_LEN + 1, false)] {
+        for (len, ok) in [
+            (MAX_NAME_LEN - 1, true),
+            (MAX_NAME_LEN, true),
+            (MAX_NAME_LEN + 1, false),
+        ] {
             let o = ObjectId::new(1, "n".repeat(len));
-            assert_eq!(validate_op(&Op::Touch { cid: c, oid: o }).is_ok(), ok, "name len {len}");
+            assert_eq!(
+                validate_op(&Op::Touch { cid: c, oid: o }).is_ok(),
+                ok,
+                "name len {len}"
+            );
         }
         let o = ObjectId::new(1, "o");
-        for (len, ok) in [(MAX_ATTR_VALUE_LEN - 1, true), (MAX_ATTR_VALUE_LEN, true), (MAX_ATTR_VALUE_LEN + 1, false)] {
-            let op = Op::SetAttr { cid: c, oid: o.clone(), name: "a".into(), value: vec![0; len] };
+        for (len, ok) in [
+            (MAX_ATTR_VALUE_LEN - 1, true),
+            (MAX_ATTR_VALUE_LEN, true),
+            (MAX_ATTR_VALUE_LEN + 1, false),
+        ] {
+            let op = Op::SetAttr {
+                cid: c,
+                oid: o.clone(),
+                name: "a".into(),
+                value: vec![0; len],
+            };
             assert_eq!(validate_op(&op).is_ok(), ok, "attr len {len}");
         }
-        for (len, ok) in [(MAX_ATTR_NAME_LEN - 1, true), (MAX_ATTR_NAME_LEN, true), (MAX_ATTR_NAME_LEN + 1, false)] {
-            let op = Op::RmAttr { cid: c, oid: o.clone(), name: "a".repeat(len) };
+        for (len, ok) in [
+            (MAX_ATTR_NAME_LEN - 1, true),
+            (MAX_ATTR_NAME_LEN, true),
+            (MAX_ATTR_NAME_LEN + 1, false),
+        ] {
+            let op = Op::RmAttr {
+                cid: c,
+                oid: o.clone(),
+                name: "a".repeat(len),
+            };
             assert_eq!(validate_op(&op).is_ok(), ok, "attr name len {len}");
         }
-        for (size, ok) in [(MAX_OBJECT_SIZE - 1, true), (MAX_OBJECT_SIZE, true), (MAX_OBJECT_SIZE + 1, false)] {
-            let op = Op::Truncate { cid: c, oid: o.clone(), size };
+        for (size, ok) in [
+            (MAX_OBJECT_SIZE - 1, true),
+            (MAX_OBJECT_SIZE, true),
+            (MAX_OBJECT_SIZE + 1, false),
+        ] {
+            let op = Op::Truncate {
+                cid: c,
+                oid: o.clone(),
+                size,
+            };
             assert_eq!(validate_op(&op).is_ok(), ok, "truncate {size}");
         }
-        let op = Op::Zero { cid: c, oid: o.clone(), off: u64::MAX, len: 2 };
+        let op = Op::Zero {
+            cid: c,
+            oid: o.clone(),
+            off: u64::MAX,
+            len: 2,
+        };
         assert_eq!(validate_op(&op).unwrap_err().kind(), ErrorKind::FileTooBig);
     }
 
     #[test]
     fn bad_names_are_rejected() {
         let c = CollectionId::pg(1, 0);
-        for o in [ObjectId::new(1, ""), ObjectId::new(1, "a\0b"), ObjectId::max_sentinel()] {
-            assert_eq!(validate_op(&Op::Touch { cid: c, oid: o }).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        for o in [
+            ObjectId::new(1, ""),
+            ObjectId::new(1, "a\0b"),
+            ObjectId::max_sentinel(),
+        ] {
+            assert_eq!(
+                validate_op(&Op::Touch { cid: c, oid: o })
+                    .unwrap_err()
+                    .kind(),
+                ErrorKind::InvalidArgument
+            );
         }
         let o = ObjectId::new(1, "o");
-        let op = Op::Clone { cid: c, src: o.clone(), dst: o };
+        let op = Op::Clone {
+            cid: c,
+            src: o.clone(),
+            dst: o,
+        };
         assert!(validate_op(&op).is_err());
-        let op = Op::SplitCollection2 { cid: c, bits: 2, rem: 4, dest: CollectionId::pg(1, 4) };
+        let op = Op::SplitCollection2 {
+            cid: c,
+            bits: 2,
+            rem: 4,
+            dest: CollectionId::pg(1, 4),
+        };
         assert!(validate_op(&op).is_err());
     }
 }

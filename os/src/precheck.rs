@@ -46,7 +46,13 @@ impl Overlay<'_> {
     fn coll(&mut self, cid: &CollectionId) -> Result<&mut CollOverlay> {
         if !self.colls.contains_key(cid) {
             let exists = self.base.collection_exists(cid)?;
-            self.colls.insert(*cid, CollOverlay { exists, ..Default::default() });
+            self.colls.insert(
+                *cid,
+                CollOverlay {
+                    exists,
+                    ..Default::default()
+                },
+            );
         }
         Ok(self.colls.get_mut(cid).expect("inserted above"))
     }
@@ -128,20 +134,31 @@ impl Overlay<'_> {
         if c.exists {
             return Err(Error::exists(format!("collection {cid} already exists")));
         }
-        *c = CollOverlay { exists: true, members: Some(BTreeSet::new()), ..Default::default() };
+        *c = CollOverlay {
+            exists: true,
+            members: Some(BTreeSet::new()),
+            ..Default::default()
+        };
         Ok(())
     }
 
     fn drop_coll(&mut self, cid: &CollectionId) -> Result<()> {
         let c = self.coll(cid)?;
-        *c = CollOverlay { exists: false, members: Some(BTreeSet::new()), ..Default::default() };
+        *c = CollOverlay {
+            exists: false,
+            members: Some(BTreeSet::new()),
+            ..Default::default()
+        };
         Ok(())
     }
 
     fn op(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::Nop => Ok(()),
-            Op::Create { cid, oid } | Op::Touch { cid, oid } | Op::Write { cid, oid, .. } | Op::Zero { cid, oid, .. } => {
+            Op::Create { cid, oid }
+            | Op::Touch { cid, oid }
+            | Op::Write { cid, oid, .. }
+            | Op::Zero { cid, oid, .. } => {
                 self.require(cid)?;
                 self.add(cid, oid)
             }
@@ -162,10 +179,14 @@ impl Overlay<'_> {
                 self.require(cid)?;
                 self.remove(cid, oid)
             }
-            Op::Clone { cid, src, dst } | Op::CloneRange { cid, src, dst, .. } | Op::CloneRange2 { cid, src, dst, .. } => {
+            Op::Clone { cid, src, dst }
+            | Op::CloneRange { cid, src, dst, .. }
+            | Op::CloneRange2 { cid, src, dst, .. } => {
                 self.require(cid)?;
                 if !self.exists(cid, src)? {
-                    return Err(Error::not_found(format!("clone source {src} does not exist in {cid}")));
+                    return Err(Error::not_found(format!(
+                        "clone source {src} does not exist in {cid}"
+                    )));
                 }
                 self.add(cid, dst)
             }
@@ -177,7 +198,18 @@ impl Overlay<'_> {
                 }
                 self.drop_coll(cid)
             }
-            Op::SplitCollection { cid, bits, rem, dest } | Op::SplitCollection2 { cid, bits, rem, dest } => {
+            Op::SplitCollection {
+                cid,
+                bits,
+                rem,
+                dest,
+            }
+            | Op::SplitCollection2 {
+                cid,
+                bits,
+                rem,
+                dest,
+            } => {
                 self.require(cid)?;
                 if matches!(op, Op::SplitCollection { .. }) {
                     self.create_coll(dest)?;
@@ -185,7 +217,11 @@ impl Overlay<'_> {
                     self.require(dest)?;
                 }
                 let src = self.members(cid)?;
-                let moved: Vec<ObjectId> = src.iter().filter(|o| o.matches(*bits, *rem)).cloned().collect();
+                let moved: Vec<ObjectId> = src
+                    .iter()
+                    .filter(|o| o.matches(*bits, *rem))
+                    .cloned()
+                    .collect();
                 for o in &moved {
                     src.remove(o);
                 }
@@ -199,12 +235,27 @@ impl Overlay<'_> {
                 self.members(dest)?.extend(moved);
                 self.drop_coll(cid)
             }
-            Op::CollMoveRename { old_cid, old_oid, new_cid, new_oid } => self.rename(old_cid, old_oid, new_cid, new_oid),
-            Op::TryRename { cid, old_oid, new_oid } => self.rename(cid, old_oid, cid, new_oid),
+            Op::CollMoveRename {
+                old_cid,
+                old_oid,
+                new_cid,
+                new_oid,
+            } => self.rename(old_cid, old_oid, new_cid, new_oid),
+            Op::TryRename {
+                cid,
+                old_oid,
+                new_oid,
+            } => self.rename(cid, old_oid, cid, new_oid),
         }
     }
 
-    fn rename(&mut self, oc: &CollectionId, oo: &ObjectId, nc: &CollectionId, no: &ObjectId) -> Result<()> {
+    fn rename(
+        &mut self,
+        oc: &CollectionId,
+        oo: &ObjectId,
+        nc: &CollectionId,
+        no: &ObjectId,
+    ) -> Result<()> {
         self.require(oc)?;
         self.require(nc)?;
         if !self.exists(oc, oo)? {
@@ -212,7 +263,9 @@ impl Overlay<'_> {
             return Ok(());
         }
         if self.exists(nc, no)? {
-            return Err(Error::exists(format!("rename destination {no} already exists in {nc}")));
+            return Err(Error::exists(format!(
+                "rename destination {no} already exists in {nc}"
+            )));
         }
         self.remove(oc, oo)?;
         self.add(nc, no)
@@ -222,9 +275,13 @@ impl Overlay<'_> {
 /// Decides whether `txn` applies to the state `view` shows. `Err` names the op that
 /// would have failed; the transaction must then be skipped entirely.
 pub fn precheck(txn: &Transaction, view: &dyn StateView) -> Result<()> {
-    let mut ov = Overlay { base: view, colls: HashMap::new() };
+    let mut ov = Overlay {
+        base: view,
+        colls: HashMap::new(),
+    };
     for (i, op) in txn.ops().iter().enumerate() {
-        ov.op(op).map_err(|e| e.context(format!("op {i} ({})", op.code().name())))?;
+        ov.op(op)
+            .map_err(|e| e.context(format!("op {i} ({})", op.code().name())))?;
     }
     Ok(())
 }

@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::ids::{CollectionId, ObjectId};
 use crate::transaction::{OmapKey, Transaction};
 
+/// An object's omap: header and keys.
+pub type OmapContents = (Vec<u8>, BTreeMap<OmapKey, Vec<u8>>);
+
 /// A completion callback: receives the transaction's outcome.
 pub type Callback = Box<dyn FnOnce(Result<()>) + Send + 'static>;
 
@@ -94,7 +97,10 @@ impl fmt::Debug for CollectionHandle {
 }
 
 impl CollectionHandle {
-    pub fn new(cid: CollectionId, backend: Arc<dyn std::any::Any + Send + Sync>) -> CollectionHandle {
+    pub fn new(
+        cid: CollectionId,
+        backend: Arc<dyn std::any::Any + Send + Sync>,
+    ) -> CollectionHandle {
         CollectionHandle { cid, backend }
     }
     pub fn cid(&self) -> &CollectionId {
@@ -231,7 +237,13 @@ pub trait ObjectStore: Send + Sync {
     /// the end. ENOENT if the object is missing.
     fn read(&self, ch: &CollectionHandle, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>>;
     /// Extents holding data in [off, off+len) (`len == 0`: to the end), as offset -> length.
-    fn fiemap(&self, ch: &CollectionHandle, oid: &ObjectId, off: u64, len: u64) -> Result<BTreeMap<u64, u64>>;
+    fn fiemap(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        off: u64,
+        len: u64,
+    ) -> Result<BTreeMap<u64, u64>>;
     /// ENOENT for a missing object, ENODATA for a missing attr.
     fn getattr(&self, ch: &CollectionHandle, oid: &ObjectId, name: &str) -> Result<Vec<u8>>;
     fn getattrs(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>>;
@@ -251,7 +263,7 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<(Vec<ObjectId>, ObjectId)>;
 
     /// Header and every key.
-    fn omap_get(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<(Vec<u8>, BTreeMap<OmapKey, Vec<u8>>)>;
+    fn omap_get(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<OmapContents>;
     fn omap_get_header(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<Vec<u8>>;
     fn omap_get_keys(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeSet<OmapKey>>;
     fn omap_get_values(
@@ -261,8 +273,17 @@ pub trait ObjectStore: Send + Sync {
         keys: &BTreeSet<OmapKey>,
     ) -> Result<BTreeMap<OmapKey, Vec<u8>>>;
     /// The subset of `keys` present.
-    fn omap_check_keys(&self, ch: &CollectionHandle, oid: &ObjectId, keys: &BTreeSet<OmapKey>) -> Result<BTreeSet<OmapKey>>;
-    fn omap_iterator(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<Box<dyn OmapIterator + Send>>;
+    fn omap_check_keys(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        keys: &BTreeSet<OmapKey>,
+    ) -> Result<BTreeSet<OmapKey>>;
+    fn omap_iterator(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+    ) -> Result<Box<dyn OmapIterator + Send>>;
 }
 
 #[cfg(test)]
@@ -271,7 +292,10 @@ mod tests {
 
     #[test]
     fn snapshot_iterator_bounds() {
-        let mut it = SnapshotOmapIterator::new(vec![(b"a".to_vec(), b"1".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
+        let mut it = SnapshotOmapIterator::new(vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"c".to_vec(), b"3".to_vec()),
+        ]);
         it.lower_bound(b"b").unwrap();
         assert_eq!(it.key(), Some(&b"c"[..]));
         it.upper_bound(b"a").unwrap();

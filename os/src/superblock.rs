@@ -40,12 +40,24 @@ impl Superblock {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Ok(Superblock { store_type: store_type.to_string(), fsid, created, options: BTreeMap::new() })
+        Ok(Superblock {
+            store_type: store_type.to_string(),
+            fsid,
+            created,
+            options: BTreeMap::new(),
+        })
     }
 
     pub fn fsid_string(&self) -> String {
         let h = crate::json::hex(&self.fsid);
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -75,7 +87,12 @@ impl Superblock {
             let v = d.string("option value")?;
             options.insert(k, v);
         }
-        Ok(Superblock { store_type, fsid, created, options })
+        Ok(Superblock {
+            store_type,
+            fsid,
+            created,
+            options,
+        })
     }
 
     pub fn path(dir: &Path) -> PathBuf {
@@ -88,7 +105,10 @@ impl Superblock {
         let p = Superblock::path(dir);
         let buf = fs::read(&p).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found(format!("{} has no superblock: not a formatted store (run mkfs)", dir.display()))
+                Error::not_found(format!(
+                    "{} has no superblock: not a formatted store (run mkfs)",
+                    dir.display()
+                ))
             } else {
                 Error::from(e).context(format!("reading {}", p.display()))
             }
@@ -107,7 +127,11 @@ impl Superblock {
         if sb.store_type != store_type {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!("{} holds a {} store, not a {store_type}", dir.display(), sb.store_type),
+                format!(
+                    "{} holds a {} store, not a {store_type}",
+                    dir.display(),
+                    sb.store_type
+                ),
             ));
         }
         Ok(sb)
@@ -117,15 +141,22 @@ impl Superblock {
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new
 /// file: write a temp file, fsync it, rename it over, fsync the directory.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let ctx = |e: std::io::Error, what: &str| Error::from(e).context(format!("{what} {}", tmp.display()));
+    let ctx =
+        |e: std::io::Error, what: &str| Error::from(e).context(format!("{what} {}", tmp.display()));
     let mut f = fs::File::create(&tmp).map_err(|e| ctx(e, "creating"))?;
     f.write_all(bytes).map_err(|e| ctx(e, "writing"))?;
     f.sync_all().map_err(|e| ctx(e, "syncing"))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::from(e).context(format!("renaming onto {}", path.display())))?;
+    fs::rename(&tmp, path)
+        .map_err(|e| Error::from(e).context(format!("renaming onto {}", path.display())))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::from(e).context(format!("syncing directory {}", dir.display())))

@@ -139,38 +139,156 @@ pub const COLL_HINT_EXPECTED_NUM_OBJECTS: u32 = 1;
 pub enum Op {
     Nop,
     /// Ceph leaves CREATE on an existing object undefined; here it behaves as TOUCH.
-    Create { cid: CollectionId, oid: ObjectId },
-    Touch { cid: CollectionId, oid: ObjectId },
-    Write { cid: CollectionId, oid: ObjectId, off: u64, data: Vec<u8>, fadvise: u32 },
-    Zero { cid: CollectionId, oid: ObjectId, off: u64, len: u64 },
-    Truncate { cid: CollectionId, oid: ObjectId, size: u64 },
-    Remove { cid: CollectionId, oid: ObjectId },
-    SetAttr { cid: CollectionId, oid: ObjectId, name: String, value: Vec<u8> },
-    SetAttrs { cid: CollectionId, oid: ObjectId, attrs: BTreeMap<String, Vec<u8>> },
-    RmAttr { cid: CollectionId, oid: ObjectId, name: String },
-    RmAttrs { cid: CollectionId, oid: ObjectId },
-    Clone { cid: CollectionId, src: ObjectId, dst: ObjectId },
+    Create {
+        cid: CollectionId,
+        oid: ObjectId,
+    },
+    Touch {
+        cid: CollectionId,
+        oid: ObjectId,
+    },
+    Write {
+        cid: CollectionId,
+        oid: ObjectId,
+        off: u64,
+        data: Vec<u8>,
+        fadvise: u32,
+    },
+    Zero {
+        cid: CollectionId,
+        oid: ObjectId,
+        off: u64,
+        len: u64,
+    },
+    Truncate {
+        cid: CollectionId,
+        oid: ObjectId,
+        size: u64,
+    },
+    Remove {
+        cid: CollectionId,
+        oid: ObjectId,
+    },
+    SetAttr {
+        cid: CollectionId,
+        oid: ObjectId,
+        name: String,
+        value: Vec<u8>,
+    },
+    SetAttrs {
+        cid: CollectionId,
+        oid: ObjectId,
+        attrs: BTreeMap<String, Vec<u8>>,
+    },
+    RmAttr {
+        cid: CollectionId,
+        oid: ObjectId,
+        name: String,
+    },
+    RmAttrs {
+        cid: CollectionId,
+        oid: ObjectId,
+    },
+    Clone {
+        cid: CollectionId,
+        src: ObjectId,
+        dst: ObjectId,
+    },
     /// Same offset in source and destination.
-    CloneRange { cid: CollectionId, src: ObjectId, dst: ObjectId, off: u64, len: u64 },
-    CloneRange2 { cid: CollectionId, src: ObjectId, dst: ObjectId, src_off: u64, len: u64, dst_off: u64 },
-    MkColl { cid: CollectionId, bits: u32 },
-    RmColl { cid: CollectionId },
-    OmapClear { cid: CollectionId, oid: ObjectId },
-    OmapSetKeys { cid: CollectionId, oid: ObjectId, keys: BTreeMap<OmapKey, Vec<u8>> },
-    OmapRmKeys { cid: CollectionId, oid: ObjectId, keys: BTreeSet<OmapKey> },
-    OmapSetHeader { cid: CollectionId, oid: ObjectId, header: Vec<u8> },
+    CloneRange {
+        cid: CollectionId,
+        src: ObjectId,
+        dst: ObjectId,
+        off: u64,
+        len: u64,
+    },
+    CloneRange2 {
+        cid: CollectionId,
+        src: ObjectId,
+        dst: ObjectId,
+        src_off: u64,
+        len: u64,
+        dst_off: u64,
+    },
+    MkColl {
+        cid: CollectionId,
+        bits: u32,
+    },
+    RmColl {
+        cid: CollectionId,
+    },
+    OmapClear {
+        cid: CollectionId,
+        oid: ObjectId,
+    },
+    OmapSetKeys {
+        cid: CollectionId,
+        oid: ObjectId,
+        keys: BTreeMap<OmapKey, Vec<u8>>,
+    },
+    OmapRmKeys {
+        cid: CollectionId,
+        oid: ObjectId,
+        keys: BTreeSet<OmapKey>,
+    },
+    OmapSetHeader {
+        cid: CollectionId,
+        oid: ObjectId,
+        header: Vec<u8>,
+    },
     /// Removes keys in [first, last).
-    OmapRmKeyRange { cid: CollectionId, oid: ObjectId, first: OmapKey, last: OmapKey },
+    OmapRmKeyRange {
+        cid: CollectionId,
+        oid: ObjectId,
+        first: OmapKey,
+        last: OmapKey,
+    },
     /// The legacy form: creates `dest`, then splits into it.
-    SplitCollection { cid: CollectionId, bits: u32, rem: u32, dest: CollectionId },
+    SplitCollection {
+        cid: CollectionId,
+        bits: u32,
+        rem: u32,
+        dest: CollectionId,
+    },
     /// `dest` must already exist.
-    SplitCollection2 { cid: CollectionId, bits: u32, rem: u32, dest: CollectionId },
-    MergeCollection { cid: CollectionId, dest: CollectionId, bits: u32 },
-    CollMoveRename { old_cid: CollectionId, old_oid: ObjectId, new_cid: CollectionId, new_oid: ObjectId },
-    TryRename { cid: CollectionId, old_oid: ObjectId, new_oid: ObjectId },
-    SetAllocHint { cid: CollectionId, oid: ObjectId, expected_object_size: u64, expected_write_size: u64, flags: u32 },
-    CollHint { cid: CollectionId, hint_type: u32, hint: Vec<u8> },
-    CollSetBits { cid: CollectionId, bits: u32 },
+    SplitCollection2 {
+        cid: CollectionId,
+        bits: u32,
+        rem: u32,
+        dest: CollectionId,
+    },
+    MergeCollection {
+        cid: CollectionId,
+        dest: CollectionId,
+        bits: u32,
+    },
+    CollMoveRename {
+        old_cid: CollectionId,
+        old_oid: ObjectId,
+        new_cid: CollectionId,
+        new_oid: ObjectId,
+    },
+    TryRename {
+        cid: CollectionId,
+        old_oid: ObjectId,
+        new_oid: ObjectId,
+    },
+    SetAllocHint {
+        cid: CollectionId,
+        oid: ObjectId,
+        expected_object_size: u64,
+        expected_write_size: u64,
+        flags: u32,
+    },
+    CollHint {
+        cid: CollectionId,
+        hint_type: u32,
+        hint: Vec<u8>,
+    },
+    CollSetBits {
+        cid: CollectionId,
+        bits: u32,
+    },
 }
 
 impl Op {
@@ -215,7 +333,9 @@ impl Op {
             Op::SplitCollection { cid, dest, .. }
             | Op::SplitCollection2 { cid, dest, .. }
             | Op::MergeCollection { cid, dest, .. } => vec![*cid, *dest],
-            Op::CollMoveRename { old_cid, new_cid, .. } => vec![*old_cid, *new_cid],
+            Op::CollMoveRename {
+                old_cid, new_cid, ..
+            } => vec![*old_cid, *new_cid],
             Op::Create { cid, .. }
             | Op::Touch { cid, .. }
             | Op::Write { cid, .. }
@@ -299,40 +419,116 @@ impl Transaction {
         self.push(Op::Nop)
     }
     pub fn create(&mut self, cid: &CollectionId, oid: &ObjectId) -> &mut Self {
-        self.push(Op::Create { cid: *cid, oid: oid.clone() })
+        self.push(Op::Create {
+            cid: *cid,
+            oid: oid.clone(),
+        })
     }
     pub fn touch(&mut self, cid: &CollectionId, oid: &ObjectId) -> &mut Self {
-        self.push(Op::Touch { cid: *cid, oid: oid.clone() })
+        self.push(Op::Touch {
+            cid: *cid,
+            oid: oid.clone(),
+        })
     }
-    pub fn write(&mut self, cid: &CollectionId, oid: &ObjectId, off: u64, data: impl Into<Vec<u8>>) -> &mut Self {
-        self.push(Op::Write { cid: *cid, oid: oid.clone(), off, data: data.into(), fadvise: 0 })
+    pub fn write(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        off: u64,
+        data: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::Write {
+            cid: *cid,
+            oid: oid.clone(),
+            off,
+            data: data.into(),
+            fadvise: 0,
+        })
     }
     pub fn zero(&mut self, cid: &CollectionId, oid: &ObjectId, off: u64, len: u64) -> &mut Self {
-        self.push(Op::Zero { cid: *cid, oid: oid.clone(), off, len })
+        self.push(Op::Zero {
+            cid: *cid,
+            oid: oid.clone(),
+            off,
+            len,
+        })
     }
     pub fn truncate(&mut self, cid: &CollectionId, oid: &ObjectId, size: u64) -> &mut Self {
-        self.push(Op::Truncate { cid: *cid, oid: oid.clone(), size })
+        self.push(Op::Truncate {
+            cid: *cid,
+            oid: oid.clone(),
+            size,
+        })
     }
     pub fn remove(&mut self, cid: &CollectionId, oid: &ObjectId) -> &mut Self {
-        self.push(Op::Remove { cid: *cid, oid: oid.clone() })
+        self.push(Op::Remove {
+            cid: *cid,
+            oid: oid.clone(),
+        })
     }
-    pub fn setattr(&mut self, cid: &CollectionId, oid: &ObjectId, name: &str, value: impl Into<Vec<u8>>) -> &mut Self {
-        self.push(Op::SetAttr { cid: *cid, oid: oid.clone(), name: name.to_string(), value: value.into() })
+    pub fn setattr(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        name: &str,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::SetAttr {
+            cid: *cid,
+            oid: oid.clone(),
+            name: name.to_string(),
+            value: value.into(),
+        })
     }
-    pub fn setattrs(&mut self, cid: &CollectionId, oid: &ObjectId, attrs: BTreeMap<String, Vec<u8>>) -> &mut Self {
-        self.push(Op::SetAttrs { cid: *cid, oid: oid.clone(), attrs })
+    pub fn setattrs(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        attrs: BTreeMap<String, Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::SetAttrs {
+            cid: *cid,
+            oid: oid.clone(),
+            attrs,
+        })
     }
     pub fn rmattr(&mut self, cid: &CollectionId, oid: &ObjectId, name: &str) -> &mut Self {
-        self.push(Op::RmAttr { cid: *cid, oid: oid.clone(), name: name.to_string() })
+        self.push(Op::RmAttr {
+            cid: *cid,
+            oid: oid.clone(),
+            name: name.to_string(),
+        })
     }
     pub fn rmattrs(&mut self, cid: &CollectionId, oid: &ObjectId) -> &mut Self {
-        self.push(Op::RmAttrs { cid: *cid, oid: oid.clone() })
+        self.push(Op::RmAttrs {
+            cid: *cid,
+            oid: oid.clone(),
+        })
     }
     pub fn clone_obj(&mut self, cid: &CollectionId, src: &ObjectId, dst: &ObjectId) -> &mut Self {
-        self.push(Op::Clone { cid: *cid, src: src.clone(), dst: dst.clone() })
+        self.push(Op::Clone {
+            cid: *cid,
+            src: src.clone(),
+            dst: dst.clone(),
+        })
     }
-    pub fn clone_range(&mut self, cid: &CollectionId, src: &ObjectId, dst: &ObjectId, src_off: u64, len: u64, dst_off: u64) -> &mut Self {
-        self.push(Op::CloneRange2 { cid: *cid, src: src.clone(), dst: dst.clone(), src_off, len, dst_off })
+    pub fn clone_range(
+        &mut self,
+        cid: &CollectionId,
+        src: &ObjectId,
+        dst: &ObjectId,
+        src_off: u64,
+        len: u64,
+        dst_off: u64,
+    ) -> &mut Self {
+        self.push(Op::CloneRange2 {
+            cid: *cid,
+            src: src.clone(),
+            dst: dst.clone(),
+            src_off,
+            len,
+            dst_off,
+        })
     }
     pub fn create_collection(&mut self, cid: &CollectionId, bits: u32) -> &mut Self {
         self.push(Op::MkColl { cid: *cid, bits })
@@ -341,37 +537,140 @@ impl Transaction {
         self.push(Op::RmColl { cid: *cid })
     }
     pub fn omap_clear(&mut self, cid: &CollectionId, oid: &ObjectId) -> &mut Self {
-        self.push(Op::OmapClear { cid: *cid, oid: oid.clone() })
+        self.push(Op::OmapClear {
+            cid: *cid,
+            oid: oid.clone(),
+        })
     }
-    pub fn omap_setkeys(&mut self, cid: &CollectionId, oid: &ObjectId, keys: BTreeMap<OmapKey, Vec<u8>>) -> &mut Self {
-        self.push(Op::OmapSetKeys { cid: *cid, oid: oid.clone(), keys })
+    pub fn omap_setkeys(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        keys: BTreeMap<OmapKey, Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::OmapSetKeys {
+            cid: *cid,
+            oid: oid.clone(),
+            keys,
+        })
     }
-    pub fn omap_rmkeys(&mut self, cid: &CollectionId, oid: &ObjectId, keys: BTreeSet<OmapKey>) -> &mut Self {
-        self.push(Op::OmapRmKeys { cid: *cid, oid: oid.clone(), keys })
+    pub fn omap_rmkeys(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        keys: BTreeSet<OmapKey>,
+    ) -> &mut Self {
+        self.push(Op::OmapRmKeys {
+            cid: *cid,
+            oid: oid.clone(),
+            keys,
+        })
     }
-    pub fn omap_setheader(&mut self, cid: &CollectionId, oid: &ObjectId, header: impl Into<Vec<u8>>) -> &mut Self {
-        self.push(Op::OmapSetHeader { cid: *cid, oid: oid.clone(), header: header.into() })
+    pub fn omap_setheader(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        header: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::OmapSetHeader {
+            cid: *cid,
+            oid: oid.clone(),
+            header: header.into(),
+        })
     }
-    pub fn omap_rmkeyrange(&mut self, cid: &CollectionId, oid: &ObjectId, first: impl Into<Vec<u8>>, last: impl Into<Vec<u8>>) -> &mut Self {
-        self.push(Op::OmapRmKeyRange { cid: *cid, oid: oid.clone(), first: first.into(), last: last.into() })
+    pub fn omap_rmkeyrange(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        first: impl Into<Vec<u8>>,
+        last: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::OmapRmKeyRange {
+            cid: *cid,
+            oid: oid.clone(),
+            first: first.into(),
+            last: last.into(),
+        })
     }
-    pub fn split_collection(&mut self, cid: &CollectionId, bits: u32, rem: u32, dest: &CollectionId) -> &mut Self {
-        self.push(Op::SplitCollection2 { cid: *cid, bits, rem, dest: *dest })
+    pub fn split_collection(
+        &mut self,
+        cid: &CollectionId,
+        bits: u32,
+        rem: u32,
+        dest: &CollectionId,
+    ) -> &mut Self {
+        self.push(Op::SplitCollection2 {
+            cid: *cid,
+            bits,
+            rem,
+            dest: *dest,
+        })
     }
-    pub fn merge_collection(&mut self, cid: &CollectionId, dest: &CollectionId, bits: u32) -> &mut Self {
-        self.push(Op::MergeCollection { cid: *cid, dest: *dest, bits })
+    pub fn merge_collection(
+        &mut self,
+        cid: &CollectionId,
+        dest: &CollectionId,
+        bits: u32,
+    ) -> &mut Self {
+        self.push(Op::MergeCollection {
+            cid: *cid,
+            dest: *dest,
+            bits,
+        })
     }
-    pub fn collection_move_rename(&mut self, old_cid: &CollectionId, old_oid: &ObjectId, new_cid: &CollectionId, new_oid: &ObjectId) -> &mut Self {
-        self.push(Op::CollMoveRename { old_cid: *old_cid, old_oid: old_oid.clone(), new_cid: *new_cid, new_oid: new_oid.clone() })
+    pub fn collection_move_rename(
+        &mut self,
+        old_cid: &CollectionId,
+        old_oid: &ObjectId,
+        new_cid: &CollectionId,
+        new_oid: &ObjectId,
+    ) -> &mut Self {
+        self.push(Op::CollMoveRename {
+            old_cid: *old_cid,
+            old_oid: old_oid.clone(),
+            new_cid: *new_cid,
+            new_oid: new_oid.clone(),
+        })
     }
-    pub fn try_rename(&mut self, cid: &CollectionId, old_oid: &ObjectId, new_oid: &ObjectId) -> &mut Self {
-        self.push(Op::TryRename { cid: *cid, old_oid: old_oid.clone(), new_oid: new_oid.clone() })
+    pub fn try_rename(
+        &mut self,
+        cid: &CollectionId,
+        old_oid: &ObjectId,
+        new_oid: &ObjectId,
+    ) -> &mut Self {
+        self.push(Op::TryRename {
+            cid: *cid,
+            old_oid: old_oid.clone(),
+            new_oid: new_oid.clone(),
+        })
     }
-    pub fn set_alloc_hint(&mut self, cid: &CollectionId, oid: &ObjectId, expected_object_size: u64, expected_write_size: u64, flags: u32) -> &mut Self {
-        self.push(Op::SetAllocHint { cid: *cid, oid: oid.clone(), expected_object_size, expected_write_size, flags })
+    pub fn set_alloc_hint(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        expected_object_size: u64,
+        expected_write_size: u64,
+        flags: u32,
+    ) -> &mut Self {
+        self.push(Op::SetAllocHint {
+            cid: *cid,
+            oid: oid.clone(),
+            expected_object_size,
+            expected_write_size,
+            flags,
+        })
     }
-    pub fn collection_hint(&mut self, cid: &CollectionId, hint_type: u32, hint: impl Into<Vec<u8>>) -> &mut Self {
-        self.push(Op::CollHint { cid: *cid, hint_type, hint: hint.into() })
+    pub fn collection_hint(
+        &mut self,
+        cid: &CollectionId,
+        hint_type: u32,
+        hint: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::CollHint {
+            cid: *cid,
+            hint_type,
+            hint: hint.into(),
+        })
     }
     pub fn collection_set_bits(&mut self, cid: &CollectionId, bits: u32) -> &mut Self {
         self.push(Op::CollSetBits { cid: *cid, bits })
@@ -382,7 +681,8 @@ impl Transaction {
     /// [`crate::limits`] for the numbers.
     pub fn validate(&self) -> Result<()> {
         for (i, op) in self.ops.iter().enumerate() {
-            limits::validate_op(op).map_err(|e| e.context(format!("op {i} ({})", op.code().name())))?;
+            limits::validate_op(op)
+                .map_err(|e| e.context(format!("op {i} ({})", op.code().name())))?;
         }
         Ok(())
     }
@@ -443,7 +743,7 @@ impl<'a> Interner<'a> {
     }
 }
 
-pub(crate) fn encode_collection(e: &mut Encoder, c: &CollectionId) {
+pub fn encode_collection(e: &mut Encoder, c: &CollectionId) {
     let (kind, pg) = match c {
         CollectionId::Meta => (0u8, PgId::new(0, 0)),
         CollectionId::Pg(p) => (1, *p),
@@ -455,7 +755,7 @@ pub(crate) fn encode_collection(e: &mut Encoder, c: &CollectionId) {
     e.i8(pg.shard.map_or(-1, |s| s as i8));
 }
 
-pub(crate) fn decode_collection(d: &mut Decoder<'_>) -> Result<CollectionId> {
+pub fn decode_collection(d: &mut Decoder<'_>) -> Result<CollectionId> {
     let kind = d.u8("collection type")?;
     let pool = d.u64("collection pool")?;
     let seed = d.u32("collection seed")?;
@@ -477,7 +777,7 @@ pub(crate) fn decode_collection(d: &mut Decoder<'_>) -> Result<CollectionId> {
 const COLLECTION_BYTES: usize = 14;
 const OBJECT_MIN_BYTES: usize = 1 + 1 + 8 + 4 + 4 * 3 + 8 + 8;
 
-pub(crate) fn encode_object(e: &mut Encoder, o: &ObjectId) {
+pub fn encode_object(e: &mut Encoder, o: &ObjectId) {
     e.bool(o.max);
     e.i8(o.shard);
     e.i64(o.pool);
@@ -489,7 +789,7 @@ pub(crate) fn encode_object(e: &mut Encoder, o: &ObjectId) {
     e.u64(o.generation);
 }
 
-pub(crate) fn decode_object(d: &mut Decoder<'_>) -> Result<ObjectId> {
+pub fn decode_object(d: &mut Decoder<'_>) -> Result<ObjectId> {
     Ok(ObjectId {
         max: d.bool("object max flag")?,
         shard: d.i8("object shard")?,
@@ -504,18 +804,33 @@ pub(crate) fn decode_object(d: &mut Decoder<'_>) -> Result<ObjectId> {
 }
 
 fn encode_payload(ops: &[Op]) -> Vec<u8> {
-    let mut it = Interner { colls: Vec::new(), coll_ix: HashMap::new(), objs: Vec::new(), obj_ix: HashMap::new() };
+    let mut it = Interner {
+        colls: Vec::new(),
+        coll_ix: HashMap::new(),
+        objs: Vec::new(),
+        obj_ix: HashMap::new(),
+    };
     let mut body = Encoder::with_capacity(64 + ops.len() * 32);
     body.u32(ops.len() as u32);
     for op in ops {
         body.u32(op.code() as u32);
         match op {
             Op::Nop => {}
-            Op::Create { cid, oid } | Op::Touch { cid, oid } | Op::Remove { cid, oid } | Op::RmAttrs { cid, oid } | Op::OmapClear { cid, oid } => {
+            Op::Create { cid, oid }
+            | Op::Touch { cid, oid }
+            | Op::Remove { cid, oid }
+            | Op::RmAttrs { cid, oid }
+            | Op::OmapClear { cid, oid } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(oid));
             }
-            Op::Write { cid, oid, off, data, fadvise } => {
+            Op::Write {
+                cid,
+                oid,
+                off,
+                data,
+                fadvise,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(oid));
                 body.u64(*off);
@@ -533,7 +848,12 @@ fn encode_payload(ops: &[Op]) -> Vec<u8> {
                 body.u32(it.obj(oid));
                 body.u64(*size);
             }
-            Op::SetAttr { cid, oid, name, value } => {
+            Op::SetAttr {
+                cid,
+                oid,
+                name,
+                value,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(oid));
                 body.str(name);
@@ -558,14 +878,27 @@ fn encode_payload(ops: &[Op]) -> Vec<u8> {
                 body.u32(it.obj(src));
                 body.u32(it.obj(dst));
             }
-            Op::CloneRange { cid, src, dst, off, len } => {
+            Op::CloneRange {
+                cid,
+                src,
+                dst,
+                off,
+                len,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(src));
                 body.u32(it.obj(dst));
                 body.u64(*off);
                 body.u64(*len);
             }
-            Op::CloneRange2 { cid, src, dst, src_off, len, dst_off } => {
+            Op::CloneRange2 {
+                cid,
+                src,
+                dst,
+                src_off,
+                len,
+                dst_off,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(src));
                 body.u32(it.obj(dst));
@@ -600,13 +933,29 @@ fn encode_payload(ops: &[Op]) -> Vec<u8> {
                 body.u32(it.obj(oid));
                 body.bytes(header);
             }
-            Op::OmapRmKeyRange { cid, oid, first, last } => {
+            Op::OmapRmKeyRange {
+                cid,
+                oid,
+                first,
+                last,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(oid));
                 body.bytes(first);
                 body.bytes(last);
             }
-            Op::SplitCollection { cid, bits, rem, dest } | Op::SplitCollection2 { cid, bits, rem, dest } => {
+            Op::SplitCollection {
+                cid,
+                bits,
+                rem,
+                dest,
+            }
+            | Op::SplitCollection2 {
+                cid,
+                bits,
+                rem,
+                dest,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(*bits);
                 body.u32(*rem);
@@ -617,25 +966,44 @@ fn encode_payload(ops: &[Op]) -> Vec<u8> {
                 body.u32(it.coll(dest));
                 body.u32(*bits);
             }
-            Op::CollMoveRename { old_cid, old_oid, new_cid, new_oid } => {
+            Op::CollMoveRename {
+                old_cid,
+                old_oid,
+                new_cid,
+                new_oid,
+            } => {
                 body.u32(it.coll(old_cid));
                 body.u32(it.obj(old_oid));
                 body.u32(it.coll(new_cid));
                 body.u32(it.obj(new_oid));
             }
-            Op::TryRename { cid, old_oid, new_oid } => {
+            Op::TryRename {
+                cid,
+                old_oid,
+                new_oid,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(old_oid));
                 body.u32(it.obj(new_oid));
             }
-            Op::SetAllocHint { cid, oid, expected_object_size, expected_write_size, flags } => {
+            Op::SetAllocHint {
+                cid,
+                oid,
+                expected_object_size,
+                expected_write_size,
+                flags,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(it.obj(oid));
                 body.u64(*expected_object_size);
                 body.u64(*expected_write_size);
                 body.u32(*flags);
             }
-            Op::CollHint { cid, hint_type, hint } => {
+            Op::CollHint {
+                cid,
+                hint_type,
+                hint,
+            } => {
                 body.u32(it.coll(cid));
                 body.u32(*hint_type);
                 body.bytes(hint);
@@ -643,7 +1011,9 @@ fn encode_payload(ops: &[Op]) -> Vec<u8> {
         }
     }
     let body = body.into_inner();
-    let mut e = Encoder::with_capacity(body.len() + it.colls.len() * COLLECTION_BYTES + it.objs.len() * 64 + 8);
+    let mut e = Encoder::with_capacity(
+        body.len() + it.colls.len() * COLLECTION_BYTES + it.objs.len() * 64 + 8,
+    );
     e.u32(it.colls.len() as u32);
     for c in &it.colls {
         encode_collection(&mut e, c);
@@ -670,35 +1040,81 @@ fn decode_payload(buf: &[u8]) -> Result<Vec<Op>> {
     }
     let cref = |d: &mut Decoder<'_>| -> Result<CollectionId> {
         let i = d.u32("collection index")? as usize;
-        colls.get(i).copied().ok_or_else(|| Error::corrupt(format!("collection index {i} out of range ({} collections)", colls.len())))
+        colls.get(i).copied().ok_or_else(|| {
+            Error::corrupt(format!(
+                "collection index {i} out of range ({} collections)",
+                colls.len()
+            ))
+        })
     };
     let oref = |d: &mut Decoder<'_>| -> Result<ObjectId> {
         let i = d.u32("object index")? as usize;
-        objs.get(i).cloned().ok_or_else(|| Error::corrupt(format!("object index {i} out of range ({} objects)", objs.len())))
+        objs.get(i).cloned().ok_or_else(|| {
+            Error::corrupt(format!(
+                "object index {i} out of range ({} objects)",
+                objs.len()
+            ))
+        })
     };
     let nops = d.count(4, "op list")?;
     let mut ops = Vec::with_capacity(nops);
     for n in 0..nops {
         let raw = d.u32("op code")?;
-        let code = OpCode::from_u32(raw).ok_or_else(|| Error::corrupt(format!("op {n}: unknown op code {raw}")))?;
+        let code = OpCode::from_u32(raw)
+            .ok_or_else(|| Error::corrupt(format!("op {n}: unknown op code {raw}")))?;
         let op = match code {
             OpCode::Nop => Op::Nop,
-            OpCode::Create => Op::Create { cid: cref(&mut d)?, oid: oref(&mut d)? },
-            OpCode::Touch => Op::Touch { cid: cref(&mut d)?, oid: oref(&mut d)? },
-            OpCode::Remove => Op::Remove { cid: cref(&mut d)?, oid: oref(&mut d)? },
-            OpCode::RmAttrs => Op::RmAttrs { cid: cref(&mut d)?, oid: oref(&mut d)? },
-            OpCode::OmapClear => Op::OmapClear { cid: cref(&mut d)?, oid: oref(&mut d)? },
+            OpCode::Create => Op::Create {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+            },
+            OpCode::Touch => Op::Touch {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+            },
+            OpCode::Remove => Op::Remove {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+            },
+            OpCode::RmAttrs => Op::RmAttrs {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+            },
+            OpCode::OmapClear => Op::OmapClear {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+            },
             OpCode::Write => {
                 let cid = cref(&mut d)?;
                 let oid = oref(&mut d)?;
                 let off = d.u64("write offset")?;
                 let fadvise = d.u32("write fadvise flags")?;
                 let data = d.bytes("write data")?.to_vec();
-                Op::Write { cid, oid, off, data, fadvise }
+                Op::Write {
+                    cid,
+                    oid,
+                    off,
+                    data,
+                    fadvise,
+                }
             }
-            OpCode::Zero => Op::Zero { cid: cref(&mut d)?, oid: oref(&mut d)?, off: d.u64("zero offset")?, len: d.u64("zero length")? },
-            OpCode::Truncate => Op::Truncate { cid: cref(&mut d)?, oid: oref(&mut d)?, size: d.u64("truncate size")? },
-            OpCode::SetAttr => Op::SetAttr { cid: cref(&mut d)?, oid: oref(&mut d)?, name: d.string("attr name")?, value: d.bytes("attr value")?.to_vec() },
+            OpCode::Zero => Op::Zero {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+                off: d.u64("zero offset")?,
+                len: d.u64("zero length")?,
+            },
+            OpCode::Truncate => Op::Truncate {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+                size: d.u64("truncate size")?,
+            },
+            OpCode::SetAttr => Op::SetAttr {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+                name: d.string("attr name")?,
+                value: d.bytes("attr value")?.to_vec(),
+            },
             OpCode::SetAttrs => {
                 let cid = cref(&mut d)?;
                 let oid = oref(&mut d)?;
@@ -711,9 +1127,23 @@ fn decode_payload(buf: &[u8]) -> Result<Vec<Op>> {
                 }
                 Op::SetAttrs { cid, oid, attrs }
             }
-            OpCode::RmAttr => Op::RmAttr { cid: cref(&mut d)?, oid: oref(&mut d)?, name: d.string("attr name")? },
-            OpCode::Clone => Op::Clone { cid: cref(&mut d)?, src: oref(&mut d)?, dst: oref(&mut d)? },
-            OpCode::CloneRange => Op::CloneRange { cid: cref(&mut d)?, src: oref(&mut d)?, dst: oref(&mut d)?, off: d.u64("clone offset")?, len: d.u64("clone length")? },
+            OpCode::RmAttr => Op::RmAttr {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+                name: d.string("attr name")?,
+            },
+            OpCode::Clone => Op::Clone {
+                cid: cref(&mut d)?,
+                src: oref(&mut d)?,
+                dst: oref(&mut d)?,
+            },
+            OpCode::CloneRange => Op::CloneRange {
+                cid: cref(&mut d)?,
+                src: oref(&mut d)?,
+                dst: oref(&mut d)?,
+                off: d.u64("clone offset")?,
+                len: d.u64("clone length")?,
+            },
             OpCode::CloneRange2 => Op::CloneRange2 {
                 cid: cref(&mut d)?,
                 src: oref(&mut d)?,
@@ -722,8 +1152,14 @@ fn decode_payload(buf: &[u8]) -> Result<Vec<Op>> {
                 len: d.u64("clone length")?,
                 dst_off: d.u64("clone destination offset")?,
             },
-            OpCode::MkColl => Op::MkColl { cid: cref(&mut d)?, bits: d.u32("collection bits")? },
-            OpCode::CollSetBits => Op::CollSetBits { cid: cref(&mut d)?, bits: d.u32("collection bits")? },
+            OpCode::MkColl => Op::MkColl {
+                cid: cref(&mut d)?,
+                bits: d.u32("collection bits")?,
+            },
+            OpCode::CollSetBits => Op::CollSetBits {
+                cid: cref(&mut d)?,
+                bits: d.u32("collection bits")?,
+            },
             OpCode::RmColl => Op::RmColl { cid: cref(&mut d)? },
             OpCode::OmapSetKeys => {
                 let cid = cref(&mut d)?;
@@ -747,7 +1183,11 @@ fn decode_payload(buf: &[u8]) -> Result<Vec<Op>> {
                 }
                 Op::OmapRmKeys { cid, oid, keys }
             }
-            OpCode::OmapSetHeader => Op::OmapSetHeader { cid: cref(&mut d)?, oid: oref(&mut d)?, header: d.bytes("omap header")?.to_vec() },
+            OpCode::OmapSetHeader => Op::OmapSetHeader {
+                cid: cref(&mut d)?,
+                oid: oref(&mut d)?,
+                header: d.bytes("omap header")?.to_vec(),
+            },
             OpCode::OmapRmKeyRange => Op::OmapRmKeyRange {
                 cid: cref(&mut d)?,
                 oid: oref(&mut d)?,
@@ -760,14 +1200,37 @@ fn decode_payload(buf: &[u8]) -> Result<Vec<Op>> {
                 let rem = d.u32("split remainder")?;
                 let dest = cref(&mut d)?;
                 if code == OpCode::SplitCollection {
-                    Op::SplitCollection { cid, bits, rem, dest }
+                    Op::SplitCollection {
+                        cid,
+                        bits,
+                        rem,
+                        dest,
+                    }
                 } else {
-                    Op::SplitCollection2 { cid, bits, rem, dest }
+                    Op::SplitCollection2 {
+                        cid,
+                        bits,
+                        rem,
+                        dest,
+                    }
                 }
             }
-            OpCode::MergeCollection => Op::MergeCollection { cid: cref(&mut d)?, dest: cref(&mut d)?, bits: d.u32("merge bits")? },
-            OpCode::CollMoveRename => Op::CollMoveRename { old_cid: cref(&mut d)?, old_oid: oref(&mut d)?, new_cid: cref(&mut d)?, new_oid: oref(&mut d)? },
-            OpCode::TryRename => Op::TryRename { cid: cref(&mut d)?, old_oid: oref(&mut d)?, new_oid: oref(&mut d)? },
+            OpCode::MergeCollection => Op::MergeCollection {
+                cid: cref(&mut d)?,
+                dest: cref(&mut d)?,
+                bits: d.u32("merge bits")?,
+            },
+            OpCode::CollMoveRename => Op::CollMoveRename {
+                old_cid: cref(&mut d)?,
+                old_oid: oref(&mut d)?,
+                new_cid: cref(&mut d)?,
+                new_oid: oref(&mut d)?,
+            },
+            OpCode::TryRename => Op::TryRename {
+                cid: cref(&mut d)?,
+                old_oid: oref(&mut d)?,
+                new_oid: oref(&mut d)?,
+            },
             OpCode::SetAllocHint => Op::SetAllocHint {
                 cid: cref(&mut d)?,
                 oid: oref(&mut d)?,
@@ -775,7 +1238,11 @@ fn decode_payload(buf: &[u8]) -> Result<Vec<Op>> {
                 expected_write_size: d.u64("expected write size")?,
                 flags: d.u32("alloc hint flags")?,
             },
-            OpCode::CollHint => Op::CollHint { cid: cref(&mut d)?, hint_type: d.u32("hint type")?, hint: d.bytes("hint")?.to_vec() },
+            OpCode::CollHint => Op::CollHint {
+                cid: cref(&mut d)?,
+                hint_type: d.u32("hint type")?,
+                hint: d.bytes("hint")?.to_vec(),
+            },
         };
         ops.push(op);
     }
@@ -791,7 +1258,9 @@ mod tests {
         let c = CollectionId::pg(1, 2);
         let d = CollectionId::pg(1, 6);
         let a = ObjectId::in_collection(&c, "a");
-        let b = ObjectId::in_collection(&c, "b").with_namespace("ns").with_key("k");
+        let b = ObjectId::in_collection(&c, "b")
+            .with_namespace("ns")
+            .with_key("k");
         let mut t = Transaction::new();
         t.create_collection(&c, 2)
             .touch(&c, &a)

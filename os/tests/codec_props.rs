@@ -24,8 +24,27 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn oid() -> impl Strategy<Value = ObjectId> {
-    (name(), "[a-z]{0,4}", "[a-z]{0,4}", any::<i64>(), prop_oneof![Just(Snap::HEAD), Just(Snap::SNAPDIR), any::<u32>().prop_map(|s| Snap(u64::from(s)))], -1i8..5, any::<u64>())
-        .prop_map(|(n, ns, k, pool, snap, shard, gen)| ObjectId::new(pool, n).with_namespace(ns).with_key(k).with_snap(snap).with_shard(shard).with_generation(gen))
+    (
+        name(),
+        "[a-z]{0,4}",
+        "[a-z]{0,4}",
+        any::<i64>(),
+        prop_oneof![
+            Just(Snap::HEAD),
+            Just(Snap::SNAPDIR),
+            any::<u32>().prop_map(|s| Snap(u64::from(s)))
+        ],
+        -1i8..5,
+        any::<u64>(),
+    )
+        .prop_map(|(n, ns, k, pool, snap, shard, gen)| {
+            ObjectId::new(pool, n)
+                .with_namespace(ns)
+                .with_key(k)
+                .with_snap(snap)
+                .with_shard(shard)
+                .with_generation(gen)
+        })
 }
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -41,31 +60,137 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::Nop),
         (cid(), oid()).prop_map(|(cid, oid)| Op::Touch { cid, oid }),
         (cid(), oid()).prop_map(|(cid, oid)| Op::Create { cid, oid }),
-        (cid(), oid(), 0u64..1 << 20, bytes(), any::<u32>()).prop_map(|(cid, oid, off, data, fadvise)| Op::Write { cid, oid, off, data, fadvise }),
-        (cid(), oid(), 0u64..1 << 20, 0u64..1 << 20).prop_map(|(cid, oid, off, len)| Op::Zero { cid, oid, off, len }),
+        (cid(), oid(), 0u64..1 << 20, bytes(), any::<u32>()).prop_map(
+            |(cid, oid, off, data, fadvise)| Op::Write {
+                cid,
+                oid,
+                off,
+                data,
+                fadvise
+            }
+        ),
+        (cid(), oid(), 0u64..1 << 20, 0u64..1 << 20).prop_map(|(cid, oid, off, len)| Op::Zero {
+            cid,
+            oid,
+            off,
+            len
+        }),
         (cid(), oid(), 0u64..1 << 20).prop_map(|(cid, oid, size)| Op::Truncate { cid, oid, size }),
         (cid(), oid()).prop_map(|(cid, oid)| Op::Remove { cid, oid }),
-        (cid(), oid(), "[a-z_]{1,8}", bytes()).prop_map(|(cid, oid, name, value)| Op::SetAttr { cid, oid, name, value }),
-        (cid(), oid(), prop::collection::btree_map("[a-z_]{1,8}", bytes(), 0..4)).prop_map(|(cid, oid, attrs)| Op::SetAttrs { cid, oid, attrs }),
+        (cid(), oid(), "[a-z_]{1,8}", bytes()).prop_map(|(cid, oid, name, value)| Op::SetAttr {
+            cid,
+            oid,
+            name,
+            value
+        }),
+        (
+            cid(),
+            oid(),
+            prop::collection::btree_map("[a-z_]{1,8}", bytes(), 0..4)
+        )
+            .prop_map(|(cid, oid, attrs)| Op::SetAttrs { cid, oid, attrs }),
         (cid(), oid(), "[a-z_]{1,8}").prop_map(|(cid, oid, name)| Op::RmAttr { cid, oid, name }),
         (cid(), oid()).prop_map(|(cid, oid)| Op::RmAttrs { cid, oid }),
-        (cid(), oid(), oid()).prop_filter("distinct", |(_, a, b)| a != b).prop_map(|(cid, src, dst)| Op::Clone { cid, src, dst }),
-        (cid(), oid(), oid(), 0u64..1 << 20, 0u64..1 << 20).prop_map(|(cid, src, dst, off, len)| Op::CloneRange { cid, src, dst, off, len }),
-        (cid(), oid(), oid(), 0u64..1 << 20, 0u64..1 << 20, 0u64..1 << 20).prop_map(|(cid, src, dst, src_off, len, dst_off)| Op::CloneRange2 { cid, src, dst, src_off, len, dst_off }),
+        (cid(), oid(), oid())
+            .prop_filter("distinct", |(_, a, b)| a != b)
+            .prop_map(|(cid, src, dst)| Op::Clone { cid, src, dst }),
+        (cid(), oid(), oid(), 0u64..1 << 20, 0u64..1 << 20).prop_map(
+            |(cid, src, dst, off, len)| Op::CloneRange {
+                cid,
+                src,
+                dst,
+                off,
+                len
+            }
+        ),
+        (
+            cid(),
+            oid(),
+            oid(),
+            0u64..1 << 20,
+            0u64..1 << 20,
+            0u64..1 << 20
+        )
+            .prop_map(|(cid, src, dst, src_off, len, dst_off)| Op::CloneRange2 {
+                cid,
+                src,
+                dst,
+                src_off,
+                len,
+                dst_off
+            }),
         (cid(), 0u32..=32).prop_map(|(cid, bits)| Op::MkColl { cid, bits }),
         cid().prop_map(|cid| Op::RmColl { cid }),
         (cid(), oid()).prop_map(|(cid, oid)| Op::OmapClear { cid, oid }),
-        (cid(), oid(), prop::collection::btree_map(key(), bytes(), 0..4)).prop_map(|(cid, oid, keys): (_, _, BTreeMap<_, _>)| Op::OmapSetKeys { cid, oid, keys }),
-        (cid(), oid(), prop::collection::btree_set(key(), 0..4)).prop_map(|(cid, oid, keys): (_, _, BTreeSet<_>)| Op::OmapRmKeys { cid, oid, keys }),
-        (cid(), oid(), bytes()).prop_map(|(cid, oid, header)| Op::OmapSetHeader { cid, oid, header }),
-        (cid(), oid(), bytes(), bytes()).prop_map(|(cid, oid, first, last)| Op::OmapRmKeyRange { cid, oid, first, last }),
-        (cid(), cid(), 1u32..8).prop_filter("distinct", |(a, b, _)| a != b).prop_map(|(cid, dest, bits)| Op::SplitCollection { cid, bits, rem: 0, dest }),
-        (cid(), cid(), 1u32..8).prop_filter("distinct", |(a, b, _)| a != b).prop_map(|(cid, dest, bits)| Op::SplitCollection2 { cid, bits, rem: (1 << bits) - 1, dest }),
-        (cid(), cid(), 0u32..8).prop_filter("distinct", |(a, b, _)| a != b).prop_map(|(cid, dest, bits)| Op::MergeCollection { cid, dest, bits }),
-        (cid(), oid(), cid(), oid()).prop_map(|(old_cid, old_oid, new_cid, new_oid)| Op::CollMoveRename { old_cid, old_oid, new_cid, new_oid }),
-        (cid(), oid(), oid()).prop_map(|(cid, old_oid, new_oid)| Op::TryRename { cid, old_oid, new_oid }),
-        (cid(), oid(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(cid, oid, a, b, flags)| Op::SetAllocHint { cid, oid, expected_object_size: a, expected_write_size: b, flags }),
-        (cid(), any::<u32>(), bytes()).prop_map(|(cid, hint_type, hint)| Op::CollHint { cid, hint_type, hint }),
+        (
+            cid(),
+            oid(),
+            prop::collection::btree_map(key(), bytes(), 0..4)
+        )
+            .prop_map(|(cid, oid, keys): (_, _, BTreeMap<_, _>)| Op::OmapSetKeys {
+                cid,
+                oid,
+                keys
+            }),
+        (cid(), oid(), prop::collection::btree_set(key(), 0..4))
+            .prop_map(|(cid, oid, keys): (_, _, BTreeSet<_>)| Op::OmapRmKeys { cid, oid, keys }),
+        (cid(), oid(), bytes()).prop_map(|(cid, oid, header)| Op::OmapSetHeader {
+            cid,
+            oid,
+            header
+        }),
+        (cid(), oid(), bytes(), bytes()).prop_map(|(cid, oid, first, last)| Op::OmapRmKeyRange {
+            cid,
+            oid,
+            first,
+            last
+        }),
+        (cid(), cid(), 1u32..8)
+            .prop_filter("distinct", |(a, b, _)| a != b)
+            .prop_map(|(cid, dest, bits)| Op::SplitCollection {
+                cid,
+                bits,
+                rem: 0,
+                dest
+            }),
+        (cid(), cid(), 1u32..8)
+            .prop_filter("distinct", |(a, b, _)| a != b)
+            .prop_map(|(cid, dest, bits)| Op::SplitCollection2 {
+                cid,
+                bits,
+                rem: (1 << bits) - 1,
+                dest
+            }),
+        (cid(), cid(), 0u32..8)
+            .prop_filter("distinct", |(a, b, _)| a != b)
+            .prop_map(|(cid, dest, bits)| Op::MergeCollection { cid, dest, bits }),
+        (cid(), oid(), cid(), oid()).prop_map(|(old_cid, old_oid, new_cid, new_oid)| {
+            Op::CollMoveRename {
+                old_cid,
+                old_oid,
+                new_cid,
+                new_oid,
+            }
+        }),
+        (cid(), oid(), oid()).prop_map(|(cid, old_oid, new_oid)| Op::TryRename {
+            cid,
+            old_oid,
+            new_oid
+        }),
+        (cid(), oid(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+            |(cid, oid, a, b, flags)| Op::SetAllocHint {
+                cid,
+                oid,
+                expected_object_size: a,
+                expected_write_size: b,
+                flags
+            }
+        ),
+        (cid(), any::<u32>(), bytes()).prop_map(|(cid, hint_type, hint)| Op::CollHint {
+            cid,
+            hint_type,
+            hint
+        }),
         (cid(), 0u32..=32).prop_map(|(cid, bits)| Op::CollSetBits { cid, bits }),
     ]
 }

@@ -14,6 +14,10 @@ fn rjenkins_matches_ceph() {
         let ns = e.get("nspace").and_then(Value::as_str).unwrap_or("");
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
         let want = e["hash"].as_u64().unwrap() as u32;
-        assert_eq!(object_hash(ns, key, name), want, "name={name:?} ns={ns:?} key={key:?}");
+        assert_eq!(
+            object_hash(ns, key, name),
+            want,
+            "name={name:?} ns={ns:?} key={key:?}"
+        );
     }
 }

@@ -1,0 +1,734 @@
+//! MemStore: every collection and object in memory, with the whole state dumped to
+//! `memstore.dump` on umount (atomically) and loaded on mount.
+//!
+//! Transactions apply under one state lock, so they are atomic and totally ordered;
+//! per-handle order follows. Each applied transaction advances a sequence number that
+//! the dump records, so a journal replay (issue 4) can start right after it.
+//!
+//! Object data lives in copy-on-write pages ([`pages`]), so clone and whole-object
+//! moves (rename, split, merge) copy pointers, not bytes.
+
+pub mod dump;
+pub mod pages;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ostore_os::store::{Completion, ObjectStat, OmapIterator, SnapshotOmapIterator, StoreStatfs};
+use ostore_os::superblock::Superblock;
+use ostore_os::{
+    precheck, CollectionHandle, CollectionId, Error, ObjectId, ObjectStore, OmapKey, Op, Result,
+    StateView, Transaction,
+};
+
+use crate::pages::Pages;
+
+pub const STORE_TYPE: &str = "memstore";
+/// What `statfs` reports as the device size (Ceph's memstore_device_bytes idea).
+pub const DEFAULT_DEVICE_BYTES: u64 = 16 << 30;
+
+/// One object: its four parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Object {
+    pub size: u64,
+    pub data: Pages,
+    pub attrs: BTreeMap<String, Vec<u8>>,
+    pub omap_header: Vec<u8>,
+    pub omap: BTreeMap<OmapKey, Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collection {
+    pub bits: u32,
+    pub objects: BTreeMap<ObjectId, Arc<Object>>,
+}
+
+/// Everything MemStore holds; also what the dump encodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Sequence number of the last transaction applied (or rejected) into this state.
+    pub seq: u64,
+    pub colls: BTreeMap<CollectionId, Collection>,
+}
+
+impl StateView for State {
+    fn collection_exists(&self, cid: &CollectionId) -> Result<bool> {
+        Ok(self.colls.contains_key(cid))
+    }
+    fn object_exists(&self, cid: &CollectionId, oid: &ObjectId) -> Result<bool> {
+        Ok(self
+            .colls
+            .get(cid)
+            .is_some_and(|c| c.objects.contains_key(oid)))
+    }
+    fn collection_objects(&self, cid: &CollectionId) -> Result<Vec<ObjectId>> {
+        Ok(self
+            .colls
+            .get(cid)
+            .map(|c| c.objects.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+impl State {
+    fn coll_mut(&mut self, cid: &CollectionId) -> Result<&mut Collection> {
+        // precheck guarantees existence; an error here is a bug, reported rather than panicking.
+        self.colls
+            .get_mut(cid)
+            .ok_or_else(|| Error::failed(format!("collection {cid} vanished during apply")))
+    }
+
+    fn obj_mut(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        create: bool,
+    ) -> Result<Option<&mut Object>> {
+        let c = self.coll_mut(cid)?;
+        if create {
+            Ok(Some(Arc::make_mut(
+                c.objects.entry(oid.clone()).or_default(),
+            )))
+        } else {
+            Ok(c.objects.get_mut(oid).map(Arc::make_mut))
+        }
+    }
+
+    /// Applies one op whose fatal errors precheck has already ruled out; tolerated
+    /// conditions (missing object, missing attr) skip the op, as in Ceph.
+    fn apply_op(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::Nop | Op::SetAllocHint { .. } | Op::CollHint { .. } => {}
+            Op::Create { cid, oid } | Op::Touch { cid, oid } => {
+                self.obj_mut(cid, oid, true)?;
+            }
+            Op::Write {
+                cid,
+                oid,
+                off,
+                data,
+                ..
+            } => {
+                if let Some(o) = self.obj_mut(cid, oid, true)? {
+                    if !data.is_empty() {
+                        o.data.write(*off, data);
+                        o.size = o.size.max(off + data.len() as u64);
+                    }
+                }
+            }
+            Op::Zero { cid, oid, off, len } => {
+                if let Some(o) = self.obj_mut(cid, oid, true)? {
+                    if *len > 0 {
+                        o.data.zero(*off, *len);
+                        o.size = o.size.max(off + len);
+                    }
+                }
+            }
+            Op::Truncate { cid, oid, size } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    if *size < o.size {
+                        o.data.truncate(*size);
+                    }
+                    o.size = *size;
+                }
+            }
+            Op::Remove { cid, oid } => {
+                self.coll_mut(cid)?.objects.remove(oid);
+            }
+            Op::SetAttr {
+                cid,
+                oid,
+                name,
+                value,
+            } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    o.attrs.insert(name.clone(), value.clone());
+                }
+            }
+            Op::SetAttrs { cid, oid, attrs } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    for (k, v) in attrs {
+                        o.attrs.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Op::RmAttr { cid, oid, name } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    o.attrs.remove(name);
+                }
+            }
+            Op::RmAttrs { cid, oid } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    o.attrs.clear();
+                }
+            }
+            Op::Clone { cid, src, dst } => {
+                let c = self.coll_mut(cid)?;
+                let s = c
+                    .objects
+                    .get(src)
+                    .cloned()
+                    .ok_or_else(|| Error::failed("clone source vanished"))?;
+                // A whole-object clone shares everything copy-on-write.
+                c.objects.insert(dst.clone(), s);
+            }
+            Op::CloneRange {
+                cid,
+                src,
+                dst,
+                off,
+                len,
+            } => self.clone_range(cid, src, dst, *off, *len, *off)?,
+            Op::CloneRange2 {
+                cid,
+                src,
+                dst,
+                src_off,
+                len,
+                dst_off,
+            } => self.clone_range(cid, src, dst, *src_off, *len, *dst_off)?,
+            Op::MkColl { cid, bits } => {
+                self.colls.insert(
+                    *cid,
+                    Collection {
+                        bits: *bits,
+                        objects: BTreeMap::new(),
+                    },
+                );
+            }
+            Op::RmColl { cid } => {
+                self.colls.remove(cid);
+            }
+            Op::OmapClear { cid, oid } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    o.omap.clear();
+                    o.omap_header.clear();
+                }
+            }
+            Op::OmapSetKeys { cid, oid, keys } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    for (k, v) in keys {
+                        o.omap.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Op::OmapRmKeys { cid, oid, keys } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    for k in keys {
+                        o.omap.remove(k);
+                    }
+                }
+            }
+            Op::OmapSetHeader { cid, oid, header } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    o.omap_header = header.clone();
+                }
+            }
+            Op::OmapRmKeyRange {
+                cid,
+                oid,
+                first,
+                last,
+            } => {
+                if let Some(o) = self.obj_mut(cid, oid, false)? {
+                    if first < last {
+                        let doomed: Vec<OmapKey> = o
+                            .omap
+                            .range(first.clone()..last.clone())
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for k in doomed {
+                            o.omap.remove(&k);
+                        }
+                    }
+                }
+            }
+            Op::SplitCollection {
+                cid,
+                bits,
+                rem,
+                dest,
+            }
+            | Op::SplitCollection2 {
+                cid,
+                bits,
+                rem,
+                dest,
+            } => {
+                if matches!(op, Op::SplitCollection { .. }) {
+                    self.colls.insert(
+                        *dest,
+                        Collection {
+                            bits: *bits,
+                            objects: BTreeMap::new(),
+                        },
+                    );
+                }
+                let src = self.coll_mut(cid)?;
+                let moving: Vec<ObjectId> = src
+                    .objects
+                    .keys()
+                    .filter(|o| o.matches(*bits, *rem))
+                    .cloned()
+                    .collect();
+                let mut moved = Vec::with_capacity(moving.len());
+                for o in moving {
+                    if let Some(obj) = src.objects.remove(&o) {
+                        moved.push((o, obj));
+                    }
+                }
+                src.bits = *bits;
+                let d = self.coll_mut(dest)?;
+                d.objects.extend(moved);
+                d.bits = *bits;
+            }
+            Op::MergeCollection { cid, dest, bits } => {
+                let src = self
+                    .colls
+                    .remove(cid)
+                    .ok_or_else(|| Error::failed("merge source vanished"))?;
+                let d = self.coll_mut(dest)?;
+                d.objects.extend(src.objects);
+                d.bits = *bits;
+            }
+            Op::CollMoveRename {
+                old_cid,
+                old_oid,
+                new_cid,
+                new_oid,
+            } => self.rename(old_cid, old_oid, new_cid, new_oid)?,
+            Op::TryRename {
+                cid,
+                old_oid,
+                new_oid,
+            } => self.rename(cid, old_oid, cid, new_oid)?,
+            Op::CollSetBits { cid, bits } => self.coll_mut(cid)?.bits = *bits,
+        }
+        Ok(())
+    }
+
+    fn clone_range(
+        &mut self,
+        cid: &CollectionId,
+        src: &ObjectId,
+        dst: &ObjectId,
+        src_off: u64,
+        len: u64,
+        dst_off: u64,
+    ) -> Result<()> {
+        let c = self.coll_mut(cid)?;
+        let s = c
+            .objects
+            .get(src)
+            .cloned()
+            .ok_or_else(|| Error::failed("clone_range source vanished"))?;
+        let d = Arc::make_mut(c.objects.entry(dst.clone()).or_default());
+        // Ceph's MemStore: nothing past the source's end is copied, and the length is
+        // clipped to it.
+        if src_off >= s.size {
+            return Ok(());
+        }
+        let len = len.min(s.size - src_off);
+        if len == 0 {
+            return Ok(());
+        }
+        d.data.copy_from(&s.data, src_off, len, dst_off);
+        d.size = d.size.max(dst_off + len);
+        Ok(())
+    }
+
+    fn rename(
+        &mut self,
+        oc: &CollectionId,
+        oo: &ObjectId,
+        nc: &CollectionId,
+        no: &ObjectId,
+    ) -> Result<()> {
+        let Some(obj) = self.coll_mut(oc)?.objects.remove(oo) else {
+            return Ok(());
+        };
+        self.coll_mut(nc)?.objects.insert(no.clone(), obj);
+        Ok(())
+    }
+
+    /// Applies a whole transaction atomically: precheck first, then the ops.
+    pub fn apply(&mut self, t: &Transaction) -> Result<()> {
+        precheck(t, self)?;
+        for (i, op) in t.ops().iter().enumerate() {
+            self.apply_op(op)
+                .map_err(|e| e.context(format!("op {i} ({})", op.code().name())))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+enum Mode {
+    Unmounted,
+    Mounted(Box<State>),
+    /// Fail-stop: an unrecoverable error happened; remount to recover.
+    Failed(Error),
+}
+
+/// The in-memory store. Create with [`MemStore::new`] on a data directory.
+#[derive(Debug)]
+pub struct MemStore {
+    path: PathBuf,
+    mode: RwLock<Mode>,
+}
+
+impl MemStore {
+    pub fn new(path: impl Into<PathBuf>) -> MemStore {
+        MemStore {
+            path: path.into(),
+            mode: RwLock::new(Mode::Unmounted),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dump_path(&self) -> PathBuf {
+        self.path.join(dump::FILE_NAME)
+    }
+
+    fn read_mode(&self) -> Result<RwLockReadGuard<'_, Mode>> {
+        self.mode
+            .read()
+            .map_err(|_| Error::failed("memstore lock poisoned"))
+    }
+
+    fn write_mode(&self) -> Result<RwLockWriteGuard<'_, Mode>> {
+        self.mode
+            .write()
+            .map_err(|_| Error::failed("memstore lock poisoned"))
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&State) -> Result<T>) -> Result<T> {
+        let g = self.read_mode()?;
+        match &*g {
+            Mode::Mounted(s) => f(s),
+            Mode::Unmounted => Err(Error::not_mounted("memstore is not mounted")),
+            Mode::Failed(e) => Err(Error::failed(format!(
+                "memstore failed earlier and must be remounted: {e}"
+            ))),
+        }
+    }
+
+    fn with_object<T>(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        f: impl FnOnce(&Object) -> Result<T>,
+    ) -> Result<T> {
+        self.with_state(|s| {
+            let c = s.colls.get(ch.cid()).ok_or_else(|| {
+                Error::not_found(format!("collection {} does not exist", ch.cid()))
+            })?;
+            let o = c.objects.get(oid).ok_or_else(|| {
+                Error::not_found(format!("object {oid} does not exist in {}", ch.cid()))
+            })?;
+            f(o)
+        })
+    }
+
+    fn with_collection<T>(
+        &self,
+        cid: &CollectionId,
+        f: impl FnOnce(&Collection) -> Result<T>,
+    ) -> Result<T> {
+        self.with_state(|s| {
+            let c = s
+                .colls
+                .get(cid)
+                .ok_or_else(|| Error::not_found(format!("collection {cid} does not exist")))?;
+            f(c)
+        })
+    }
+
+    /// A copy of the whole state (for tests and tools).
+    pub fn snapshot(&self) -> Result<State> {
+        self.with_state(|s| Ok(s.clone()))
+    }
+}
+
+fn handle(cid: &CollectionId) -> CollectionHandle {
+    CollectionHandle::new(*cid, Arc::new(()))
+}
+
+impl ObjectStore for MemStore {
+    fn store_type(&self) -> &'static str {
+        STORE_TYPE
+    }
+
+    fn mkfs(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.path)
+            .map_err(|e| Error::from(e).context(format!("creating {}", self.path.display())))?;
+        match Superblock::read(&self.path) {
+            Ok(sb) => {
+                return Err(Error::exists(format!(
+                    "{} already holds a {} store",
+                    self.path.display(),
+                    sb.store_type
+                )));
+            }
+            Err(e) if e.kind() == ostore_os::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // The dump first: a crash between the two leaves no superblock, so the
+        // directory still reads as unformatted rather than as a store without data.
+        dump::write(&self.dump_path(), &State::default())?;
+        Superblock::new(STORE_TYPE)?.write(&self.path)
+    }
+
+    fn mount(&self) -> Result<()> {
+        let mut g = self.write_mode()?;
+        if let Mode::Mounted(_) = &*g {
+            return Err(Error::not_mounted("memstore is already mounted"));
+        }
+        Superblock::read_expect(&self.path, STORE_TYPE)?;
+        let state = dump::read(&self.dump_path())?;
+        tracing::debug!(path = %self.path.display(), seq = state.seq, "memstore mounted");
+        *g = Mode::Mounted(Box::new(state));
+        Ok(())
+    }
+
+    fn umount(&self) -> Result<()> {
+        let mut g = self.write_mode()?;
+        match &*g {
+            Mode::Mounted(s) => {
+                if let Err(e) = dump::write(&self.dump_path(), s) {
+                    // Fail-stop: nothing after a failed dump may pretend to be durable.
+                    *g = Mode::Failed(e.clone());
+                    return Err(e);
+                }
+                *g = Mode::Unmounted;
+                Ok(())
+            }
+            Mode::Unmounted => Err(Error::not_mounted("memstore is not mounted")),
+            Mode::Failed(_) => {
+                *g = Mode::Unmounted;
+                Ok(())
+            }
+        }
+    }
+
+    fn statfs(&self) -> Result<StoreStatfs> {
+        self.with_state(|s| {
+            let mut st = StoreStatfs {
+                total: DEFAULT_DEVICE_BYTES,
+                collections: s.colls.len() as u64,
+                ..Default::default()
+            };
+            for c in s.colls.values() {
+                st.objects += c.objects.len() as u64;
+                st.data_stored += c.objects.values().map(|o| o.data.allocated()).sum::<u64>();
+            }
+            st.available = st.total.saturating_sub(st.data_stored);
+            Ok(st)
+        })
+    }
+
+    fn create_new_collection(&self, cid: &CollectionId) -> Result<CollectionHandle> {
+        self.with_state(|_| Ok(handle(cid)))
+    }
+
+    fn open_collection(&self, cid: &CollectionId) -> Result<CollectionHandle> {
+        self.with_collection(cid, |_| Ok(handle(cid)))
+    }
+
+    fn queue_transactions(
+        &self,
+        _ch: &CollectionHandle,
+        txns: Vec<Transaction>,
+        completion: Completion,
+    ) -> Result<()> {
+        for (i, t) in txns.iter().enumerate() {
+            t.validate()
+                .map_err(|e| e.context(format!("transaction {i}")))?;
+        }
+        let outcome = {
+            let mut g = self.write_mode()?;
+            let state = match &mut *g {
+                Mode::Mounted(s) => s,
+                Mode::Unmounted => return Err(Error::not_mounted("memstore is not mounted")),
+                Mode::Failed(e) => {
+                    return Err(Error::failed(format!(
+                        "memstore failed earlier and must be remounted: {e}"
+                    )))
+                }
+            };
+            let mut outcome = Ok(());
+            for t in &txns {
+                let r = state.apply(t);
+                state.seq += 1;
+                if let Err(e) = r {
+                    if e.kind() == ostore_os::ErrorKind::Failed {
+                        // An apply that broke after precheck passed would leave a half-applied
+                        // transaction: stop rather than serve it.
+                        *g = Mode::Failed(e.clone());
+                        drop(g);
+                        completion.complete(Err(e.clone()));
+                        return Err(e);
+                    }
+                    if outcome.is_ok() {
+                        outcome = Err(e);
+                    }
+                }
+            }
+            outcome
+        };
+        completion.complete(outcome);
+        Ok(())
+    }
+
+    fn exists(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<bool> {
+        self.with_collection(ch.cid(), |c| Ok(c.objects.contains_key(oid)))
+    }
+
+    fn stat(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<ObjectStat> {
+        self.with_object(ch, oid, |o| {
+            Ok(ObjectStat {
+                size: o.size,
+                allocated: o.data.allocated(),
+            })
+        })
+    }
+
+    fn read(&self, ch: &CollectionHandle, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>> {
+        self.with_object(ch, oid, |o| {
+            if off >= o.size {
+                return Ok(Vec::new());
+            }
+            let avail = o.size - off;
+            let n = if len == 0 { avail } else { len.min(avail) };
+            Ok(o.data.read(off, n))
+        })
+    }
+
+    fn fiemap(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        off: u64,
+        len: u64,
+    ) -> Result<BTreeMap<u64, u64>> {
+        self.with_object(ch, oid, |o| {
+            let end = if len == 0 {
+                o.size
+            } else {
+                off.saturating_add(len).min(o.size)
+            };
+            Ok(o.data.extents(off, end).into_iter().collect())
+        })
+    }
+
+    fn getattr(&self, ch: &CollectionHandle, oid: &ObjectId, name: &str) -> Result<Vec<u8>> {
+        self.with_object(ch, oid, |o| {
+            o.attrs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::no_data(format!("object {oid} has no attr {name:?}")))
+        })
+    }
+
+    fn getattrs(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>> {
+        self.with_object(ch, oid, |o| Ok(o.attrs.clone()))
+    }
+
+    fn list_collections(&self) -> Result<Vec<CollectionId>> {
+        self.with_state(|s| Ok(s.colls.keys().copied().collect()))
+    }
+
+    fn collection_exists(&self, cid: &CollectionId) -> Result<bool> {
+        self.with_state(|s| Ok(s.colls.contains_key(cid)))
+    }
+
+    fn collection_empty(&self, ch: &CollectionHandle) -> Result<bool> {
+        self.with_collection(ch.cid(), |c| Ok(c.objects.is_empty()))
+    }
+
+    fn collection_bits(&self, ch: &CollectionHandle) -> Result<u32> {
+        self.with_collection(ch.cid(), |c| Ok(c.bits))
+    }
+
+    fn collection_list(
+        &self,
+        ch: &CollectionHandle,
+        start: &ObjectId,
+        end: &ObjectId,
+        max: usize,
+    ) -> Result<(Vec<ObjectId>, ObjectId)> {
+        self.with_collection(ch.cid(), |c| {
+            let mut out = Vec::new();
+            if start >= end {
+                return Ok((out, ObjectId::max_sentinel()));
+            }
+            for oid in c.objects.range(start.clone()..end.clone()).map(|(k, _)| k) {
+                if out.len() >= max {
+                    return Ok((out, oid.clone()));
+                }
+                out.push(oid.clone());
+            }
+            Ok((out, ObjectId::max_sentinel()))
+        })
+    }
+
+    fn omap_get(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+    ) -> Result<ostore_os::store::OmapContents> {
+        self.with_object(ch, oid, |o| Ok((o.omap_header.clone(), o.omap.clone())))
+    }
+
+    fn omap_get_header(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<Vec<u8>> {
+        self.with_object(ch, oid, |o| Ok(o.omap_header.clone()))
+    }
+
+    fn omap_get_keys(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeSet<OmapKey>> {
+        self.with_object(ch, oid, |o| Ok(o.omap.keys().cloned().collect()))
+    }
+
+    fn omap_get_values(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        keys: &BTreeSet<OmapKey>,
+    ) -> Result<BTreeMap<OmapKey, Vec<u8>>> {
+        self.with_object(ch, oid, |o| {
+            Ok(keys
+                .iter()
+                .filter_map(|k| o.omap.get(k).map(|v| (k.clone(), v.clone())))
+                .collect())
+        })
+    }
+
+    fn omap_check_keys(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        keys: &BTreeSet<OmapKey>,
+    ) -> Result<BTreeSet<OmapKey>> {
+        self.with_object(ch, oid, |o| {
+            Ok(keys
+                .iter()
+                .filter(|k| o.omap.contains_key(*k))
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn omap_iterator(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+    ) -> Result<Box<dyn OmapIterator + Send>> {
+        self.with_object(ch, oid, |o| {
+            let entries = o.omap.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            Ok(Box::new(SnapshotOmapIterator::new(entries)) as Box<dyn OmapIterator + Send>)
+        })
+    }
+}
