@@ -1,0 +1,104 @@
+//! `cargo bench -p ostore-journal`: durable appends/s and MB/s at 4 KiB, 64 KiB and 1 MiB, at 1,
+//! 4, 16 and 64 appenders, beside the raw pwrite + fdatasync loop (same sizes, same number of
+//! independent writers) run in the same process, interleaved. Prints a markdown table of medians.
+//!
+//! Environment: OSTORE_BENCH_SECS (default 2), OSTORE_BENCH_REPS (default 3),
+//! OSTORE_BENCH_DIR (default: a directory under /var/tmp, on the root filesystem),
+//! OSTORE_BENCH_FILTER (e.g. "4096x64" to run one cell), OSTORE_BENCH_INFLIGHT (journal
+//! flushes in flight), OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods).
+
+use ostore_journal::bench::{config, run_journal, run_raw, BenchResult};
+use ostore_journal::BlankMethod;
+use std::time::Duration;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<BenchResult>) -> (BenchResult, f64, f64) {
+    v.sort_by(|a, b| a.ops_per_sec().total_cmp(&b.ops_per_sec()));
+    let lo = v.first().map_or(0.0, |r| r.ops_per_sec());
+    let hi = v.last().map_or(0.0, |r| r.ops_per_sec());
+    (v[v.len() / 2], lo, hi)
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary with --bench absent; do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let secs = env("OSTORE_BENCH_SECS", 2);
+    let reps = env("OSTORE_BENCH_REPS", 3).max(1);
+    let inflight = env("OSTORE_BENCH_INFLIGHT", 0) as usize;
+    let filter = std::env::var("OSTORE_BENCH_FILTER").ok();
+    let base = std::env::var("OSTORE_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(format!("/var/tmp/ostore-bench-{}", std::process::id()))
+        });
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let dur = Duration::from_secs(secs);
+    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw |");
+    println!("|---|---|---|---|---|---|---|");
+    for size in [4096usize, 65536, 1 << 20] {
+        for conc in [1usize, 4, 16, 64] {
+            if filter
+                .as_ref()
+                .is_some_and(|f| *f != format!("{size}x{conc}"))
+            {
+                continue;
+            }
+            let mut cfg = config(&base, size, conc, dur);
+            if inflight > 0 {
+                cfg.options.max_inflight = inflight;
+            }
+            let (mut js, mut rs) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                js.push(run_journal(&cfg).expect("journal run"));
+                rs.push(run_raw(&cfg).expect("raw run"));
+            }
+            let (j, jlo, jhi) = median(js);
+            let (r, rlo, rhi) = median(rs);
+            let label = match size {
+                4096 => "4 KiB",
+                65536 => "64 KiB",
+                _ => "1 MiB",
+            };
+            println!(
+                "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} |",
+                j.ops_per_sec(),
+                j.mb_per_sec(),
+                r.ops_per_sec(),
+                r.mb_per_sec(),
+                j.ops_per_sec() / r.ops_per_sec()
+            );
+        }
+    }
+    if env("OSTORE_BENCH_BLANKS", 0) == 1 {
+        println!();
+        println!("| blank method | appenders | 4 KiB appends/s (min–max) |");
+        println!("|---|---|---|");
+        for method in [
+            BlankMethod::Zeros,
+            BlankMethod::Fallocate,
+            BlankMethod::FallocateZeros,
+        ] {
+            for conc in [1usize, 16] {
+                let mut cfg = config(&base, 4096, conc, dur);
+                cfg.options.blank_method = method;
+                let v: Vec<_> = (0..reps)
+                    .map(|_| run_journal(&cfg).expect("journal run"))
+                    .collect();
+                let (m, lo, hi) = median(v);
+                println!(
+                    "| {method:?} | {conc} | {:.0} ({lo:.0}–{hi:.0}) |",
+                    m.ops_per_sec()
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -1,0 +1,209 @@
+//! Benchmark workloads shared by `cargo bench -p ostore-journal` and `os-bench journal`:
+//! durable appends at a given size and concurrency, and the raw anchor (each thread
+//! `pwrite` + `fdatasync` on its own pre-written file) with the same sizes and concurrency.
+//! Both run on real files through [`RealFs`]; results are counts over a fixed wall time.
+
+use crate::error::{Error, Result};
+use crate::format::Geometry;
+use crate::journal::{Journal, JournalOptions};
+use crate::scan::{MetaAction, ScanCallbacks};
+use crate::vfs::{OpenMode, RealFs, Vfs};
+use crate::Position;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One benchmark run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Scratch directory (created; contents removed afterwards).
+    pub dir: PathBuf,
+    /// Bytes of data per append (the metadata is 16 more bytes).
+    pub entry_size: usize,
+    /// Concurrent appenders (threads), each waiting for durability before its next append.
+    pub concurrency: usize,
+    /// Measured time.
+    pub duration: Duration,
+    /// Journal tuning.
+    pub options: JournalOptions,
+    /// Journal geometry.
+    pub geometry: Geometry,
+}
+
+/// What a run achieved.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchResult {
+    /// Durable appends (or raw write+sync pairs).
+    pub ops: u64,
+    /// Bytes of data made durable.
+    pub bytes: u64,
+    /// Measured seconds.
+    pub secs: f64,
+}
+
+impl BenchResult {
+    /// Operations per second.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+    /// Megabytes (10^6) per second.
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.secs / 1e6
+    }
+}
+
+struct Nothing;
+impl ScanCallbacks for Nothing {
+    fn meta(&mut self, _p: Position, _m: &[u8], _l: u64) -> MetaAction {
+        MetaAction::Skip
+    }
+}
+
+fn run_threads(
+    n: usize,
+    duration: Duration,
+    entry_size: usize,
+    body: impl Fn(usize, &AtomicBool, &AtomicU64) -> Result<()> + Sync,
+) -> Result<BenchResult> {
+    let stop = AtomicBool::new(false);
+    let count = AtomicU64::new(0);
+    let start = Instant::now();
+    let r: Result<()> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|t| {
+                let (stop, count, body) = (&stop, &count, &body);
+                s.spawn(move || body(t, stop, count))
+            })
+            .collect();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::SeqCst);
+        let mut r = Ok(());
+        for h in hs {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => r = Err(e),
+                Err(_) => r = Err(Error::InvalidConfig("benchmark thread panicked".into())),
+            }
+        }
+        r
+    });
+    r?;
+    let ops = count.load(Ordering::SeqCst);
+    Ok(BenchResult {
+        ops,
+        bytes: ops * entry_size as u64,
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Durable journal appends. Volumes are trimmed as the run goes, as checkpoints would.
+pub fn run_journal(cfg: &BenchConfig) -> Result<BenchResult> {
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let dir = cfg.dir.join("journal");
+    let _ = std::fs::remove_dir_all(&dir);
+    Journal::create(&*fs, &dir, cfg.geometry)?;
+    let (j, _) = Journal::open(fs, &dir, cfg.options.clone(), &mut Nothing)?;
+    // Let the blank maker finish before measuring: its zero-filling competes for the disk.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while j.blanks_ready() < cfg.options.blank_target.min(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    j.append(b"warmup", &[0u8; 4096])?.wait()?;
+    while j.blanks_ready() < cfg.options.blank_target && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let data = vec![0x5au8; cfg.entry_size];
+    let r = run_threads(
+        cfg.concurrency,
+        cfg.duration,
+        cfg.entry_size,
+        |t, stop, count| {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let meta = [t as u64, i].map(u64::to_le_bytes).concat();
+                let h = j.append(&meta, &data)?;
+                h.wait()?;
+                count.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                if t == 0 && i.is_multiple_of(64) {
+                    let end = j.end_position().volume;
+                    j.trim_before(end.saturating_sub(1))?;
+                }
+            }
+            Ok(())
+        },
+    );
+    j.close()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// The raw anchor: each thread overwrites its own pre-written file, `pwrite` + `fdatasync`.
+pub fn run_raw(cfg: &BenchConfig) -> Result<BenchResult> {
+    let fs = RealFs;
+    let dir = cfg.dir.join("raw");
+    let _ = std::fs::remove_dir_all(&dir);
+    fs.create_dir_all(&dir)
+        .map_err(|e| Error::io("mkdir", &dir, e))?;
+    let slots = (16 << 20) / cfg.entry_size.max(1);
+    let slots = slots.clamp(4, 256) as u64;
+    let file_len = slots * cfg.entry_size as u64;
+    let files = (0..cfg.concurrency)
+        .map(|t| {
+            let p = dir.join(format!("raw-{t}"));
+            let f = fs
+                .open(&p, OpenMode::CreateTruncate)
+                .map_err(|e| Error::io("create", &p, e))?;
+            let zeros = vec![0u8; 1 << 20];
+            let mut off = 0;
+            while off < file_len {
+                let n = zeros.len().min((file_len - off) as usize);
+                f.write_at(&zeros[..n], off)
+                    .map_err(|e| Error::io("write", &p, e))?;
+                off += n as u64;
+            }
+            f.sync_all().map_err(|e| Error::io("fsync", &p, e))?;
+            Ok((p, f))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = vec![0x5au8; cfg.entry_size];
+    let r = run_threads(
+        cfg.concurrency,
+        cfg.duration,
+        cfg.entry_size,
+        |t, stop, count| {
+            let (p, f) = &files[t];
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let off = (i % slots) * cfg.entry_size as u64;
+                f.write_at(&data, off)
+                    .map_err(|e| Error::io("write", p, e))?;
+                f.sync_data().map_err(|e| Error::io("fdatasync", p, e))?;
+                count.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            Ok(())
+        },
+    );
+    drop(files);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// A default configuration in `dir`.
+pub fn config(
+    dir: &Path,
+    entry_size: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> BenchConfig {
+    BenchConfig {
+        dir: dir.to_path_buf(),
+        entry_size,
+        concurrency,
+        duration,
+        options: JournalOptions::default(),
+        geometry: Geometry::default(),
+    }
+}

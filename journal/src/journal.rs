@@ -1,0 +1,1233 @@
+//! The journal writer: appends, group commit, volume rotation, TOC, trim, blank volumes.
+//!
+//! ## Group commit
+//! Appenders copy their entry into the *open batch* under one lock, so journal order is the
+//! order of `append` calls. Whenever fewer than `max_inflight` flushes are running, the open
+//! batch is sealed and handed to an I/O worker, which writes it (one `pwrite` per volume it
+//! touches) and `fdatasync`s it. While all workers are busy, appends accumulate in the open
+//! batch, so the batch size adapts to the load: one appender gets one write + sync per append,
+//! 64 appenders get few syncs carrying many entries, with several in flight at once.
+//!
+//! A batch is acknowledged (handles complete, callbacks run, in journal order) only once it and
+//! every earlier batch are durable. Each worker opens its own descriptors, so an fdatasync error
+//! is seen by the flush it concerns (Linux reports a writeback error once per open file).
+//!
+//! ## Fail-stop
+//! The first failed write, fdatasync, rename or directory sync poisons the journal: every pending
+//! and later append fails with [`Error::Poisoned`]; nothing is retried or written after it.
+//! Reopen to recover by replay.
+//!
+//! ## Trim
+//! [`Journal::trim_before`] recycles every volume numbered below a given volume. The caller knows
+//! where each of its entries went (each append returns its [`Position`]); once its checkpoint
+//! covers the entry at position P, everything in volumes below `P.volume` is obsolete. This keeps
+//! the journal ignorant of the caller's sequence numbers. The TOC callback is for tools and for a
+//! fast start of replay (e.g. the caller writes its highest seq per volume there), not needed to
+//! trim. Trim never recycles a volume that is not yet entirely durable, nor the newest volume
+//! (whose number carries the volume numbering across restarts), nor the volume where the batch
+//! holding the first entries of `P.volume` begins (replay reads batches whole). After
+//! `trim_before(v)`, replay delivers every entry whose header lies in volume `v` or later, and
+//! possibly a few earlier ones, which the caller skips by its own sequence numbers.
+//!
+//! ## Restart
+//! [`Journal::open`] replays every complete entry, then continues writing in place right after
+//! the last valid batch. Whatever lies beyond (a torn batch, unacknowledged batches of in-flight
+//! flushes) cannot be mistaken for new data later: new batches chain to the last valid one by
+//! sequence number and header CRC, and a stale batch cannot. Every volume is fdatasynced at open,
+//! so the replayed bytes (which a killed process may have left only in the page cache) are
+//! durable before anything is built on them.
+
+use crate::atomic::{AtomicFileReader, AtomicFileWriter};
+use crate::error::{Error, Result};
+use crate::format::batch::{self, BatchHeader};
+use crate::format::entry::{self, EntryHeader};
+use crate::format::info::{self, JournalInfo};
+use crate::format::toc::{self, Toc};
+use crate::format::volume::VolumeHeader;
+use crate::format::{sector, Geometry, StreamPos};
+use crate::scan::{
+    list_volumes, parse_name, volume_path, MetaAction, Resume, ScanCallbacks, ScanOutcome, Scanner,
+    VolStats,
+};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+use crate::Position;
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// How blank volumes are allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlankMethod {
+    /// Write zeros over the whole file, then fdatasync. Later overwrites need no metadata
+    /// commit; measured fastest here (see BENCHMARKS.md), and the default.
+    Zeros,
+    /// fallocate only: instant, but every later sync converts unwritten extents.
+    Fallocate,
+    /// fallocate, then write zeros.
+    FallocateZeros,
+}
+
+/// How workers write and sync a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// io_uring (write linked to fdatasync) when the kernel allows it and the files are real;
+    /// else pwrite + fdatasync. Probed at runtime by every worker.
+    Auto,
+    /// Always pwrite + fdatasync.
+    Pwrite,
+}
+
+/// Called when a volume is closed; returns the user bytes of its TOC.
+pub type TocFn = Box<dyn FnMut(&TocContext) -> Vec<u8> + Send>;
+
+/// What the TOC callback is told about the volume being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TocContext {
+    /// The volume being closed.
+    pub volume: u64,
+    /// Stream bytes of the closing batch that continue in the next volume.
+    pub spill_out: u64,
+    /// Entries whose header starts in this volume.
+    pub entries: u32,
+}
+
+/// Tuning of an open journal.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// Flushes (write + fdatasync) in flight at once, each on its own worker thread.
+    pub max_inflight: usize,
+    /// Appenders wait when the open batch holds this many bytes and no flush slot is free.
+    pub max_batch_bytes: u64,
+    /// Blank volumes the background maker keeps ready.
+    pub blank_target: usize,
+    /// Recycled volumes kept as blanks beyond that; extra ones are deleted.
+    pub max_blanks: usize,
+    /// How new blanks are allocated.
+    pub blank_method: BlankMethod,
+    /// Write path.
+    pub io: IoMode,
+    /// Run the blank maker in a background thread (off: blanks are made when needed, which keeps
+    /// the I/O of simulated-disk tests deterministic).
+    pub background_blanks: bool,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            max_inflight: 4,
+            max_batch_bytes: 4 << 20,
+            blank_target: 2,
+            max_blanks: 4,
+            blank_method: BlankMethod::Zeros,
+            io: IoMode::Auto,
+            background_blanks: true,
+        }
+    }
+}
+
+type Callback = Box<dyn FnOnce(Result<()>) + Send>;
+
+#[derive(Default)]
+struct CState {
+    result: Option<Result<(), Arc<Error>>>,
+    callbacks: Vec<Callback>,
+}
+
+/// Completion of one batch, shared by the handles of its entries.
+#[derive(Default)]
+struct Completion {
+    state: Mutex<CState>,
+    cv: Condvar,
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion").finish_non_exhaustive()
+    }
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in a user callback must not wedge every later append.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Completion {
+    fn finish(&self, r: Result<(), Arc<Error>>) {
+        let cbs = {
+            let mut s = relock(&self.state);
+            if s.result.is_some() {
+                return;
+            }
+            s.result = Some(r.clone());
+            self.cv.notify_all();
+            std::mem::take(&mut s.callbacks)
+        };
+        for cb in cbs {
+            cb(r.clone().map_err(Error::Poisoned));
+        }
+    }
+
+    fn add_callback(&self, cb: Callback) {
+        relock(&self.state).callbacks.push(cb);
+    }
+}
+
+/// Reports when one append is durable.
+#[derive(Debug, Clone)]
+pub struct AppendHandle {
+    completion: Arc<Completion>,
+    position: Position,
+}
+
+impl AppendHandle {
+    /// Where the entry's header was placed.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// Block until the entry and everything appended before it are durable, or the journal fails.
+    pub fn wait(&self) -> Result<()> {
+        let mut s = relock(&self.completion.state);
+        loop {
+            if let Some(r) = &s.result {
+                return r.clone().map_err(Error::Poisoned);
+            }
+            s = self
+                .completion
+                .cv
+                .wait(s)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// `None` while pending, else the outcome.
+    pub fn poll(&self) -> Option<Result<()>> {
+        relock(&self.completion.state)
+            .result
+            .clone()
+            .map(|r| r.map_err(Error::Poisoned))
+    }
+}
+
+/// Bytes of one batch laid out in sectors of one volume.
+#[derive(Debug)]
+struct Seg {
+    vol: u64,
+    first_sector: u64,
+    buf: Vec<u8>,
+}
+
+struct OpenBatch {
+    start: StreamPos,
+    cur: StreamPos,
+    segs: Vec<Seg>,
+    payload_len: u64,
+    entries: u32,
+    entries_crc: u32,
+    completion: Arc<Completion>,
+}
+
+impl OpenBatch {
+    fn new(geo: &Geometry, magic: u32, start: StreamPos) -> Self {
+        let mut b = OpenBatch {
+            start,
+            cur: start,
+            segs: Vec::new(),
+            payload_len: 0,
+            entries: 0,
+            entries_crc: 0,
+            completion: Arc::new(Completion::default()),
+        };
+        b.put(geo, magic, &[0u8; batch::HEADER_LEN]);
+        b
+    }
+
+    /// Append stream bytes, laying them out in sectors (and volumes) as they go.
+    fn put(&mut self, geo: &Geometry, magic: u32, mut bytes: &[u8]) {
+        let s = geo.s() as usize;
+        let pl = geo.payload();
+        let hl = sector::HEADER_LEN;
+        while !bytes.is_empty() {
+            let idx = 1 + self.cur.soff / pl;
+            let within = (self.cur.soff % pl) as usize;
+            if self.segs.last().is_none_or(|g| g.vol != self.cur.vol) {
+                let first_sector = if self.cur.soff == 0 { 0 } else { idx };
+                let mut buf = Vec::new();
+                if first_sector == 0 {
+                    // Sector 0 holds the volume header, filled in at seal time.
+                    buf.resize(s, 0);
+                }
+                self.segs.push(Seg {
+                    vol: self.cur.vol,
+                    first_sector,
+                    buf,
+                });
+            }
+            let Some(seg) = self.segs.last_mut() else {
+                return;
+            };
+            let at = (idx - seg.first_sector) as usize * s;
+            if seg.buf.len() < at + s {
+                seg.buf.resize(at + s, 0);
+                seg.buf[at..at + hl].copy_from_slice(&sector::encode(magic, seg.vol));
+            }
+            let take = bytes.len().min(pl as usize - within);
+            seg.buf[at + hl + within..at + hl + within + take].copy_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            self.cur = geo.advance(self.cur, take as u64);
+        }
+    }
+}
+
+/// A sealed batch on its way to a worker.
+#[derive(Debug)]
+struct Sealed {
+    seq: u64,
+    writes: Vec<(u64, u64, Vec<u8>)>,
+    syncs: Vec<u64>,
+}
+
+struct Pending {
+    seq: u64,
+    next: StreamPos,
+    done: bool,
+    completion: Arc<Completion>,
+}
+
+struct State {
+    poisoned: Option<Arc<Error>>,
+    closed: bool,
+    open: Option<OpenBatch>,
+    next_start: StreamPos,
+    next_seq: u64,
+    prev_crc: u32,
+    inflight: usize,
+    pending: VecDeque<Pending>,
+    durable: StreamPos,
+    live: BTreeSet<u64>,
+    /// Spill-in of live volumes (from their headers), to find where batches start.
+    spill: BTreeMap<u64, u64>,
+    stats: BTreeMap<u64, VolStats>,
+    toc_cb: Option<TocFn>,
+    wrote: bool,
+    tx: Option<Sender<Sealed>>,
+}
+
+#[derive(Debug, Default)]
+struct Blanks {
+    ready: VecDeque<PathBuf>,
+    next_no: u64,
+    stop: bool,
+    failed: bool,
+}
+
+struct Inner {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    geo: Geometry,
+    magic: u32,
+    opts: JournalOptions,
+    state: Mutex<State>,
+    space: Condvar,
+    deliver: Mutex<()>,
+    trim: Mutex<()>,
+    blanks: Mutex<Blanks>,
+    blank_cv: Condvar,
+}
+
+/// An open journal. See the module docs.
+pub struct Journal {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.inner.dir)
+            .field("geometry", &self.inner.geo)
+            .finish_non_exhaustive()
+    }
+}
+
+fn info_path(dir: &Path) -> PathBuf {
+    dir.join(info::FILE_NAME)
+}
+
+fn blank_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:010}.bvl"))
+}
+
+/// Read and validate the info file of the journal in `dir`.
+pub fn read_info(vfs: &dyn Vfs, dir: &Path) -> Result<JournalInfo> {
+    let path = info_path(dir);
+    let Some(bytes) = AtomicFileReader::new(vfs, &path, info::MAGIC).read()? else {
+        return Err(Error::NotFound(dir.to_path_buf()));
+    };
+    JournalInfo::decode(&bytes).map_err(|r| Error::BadFile { path, reason: r.0 })
+}
+
+fn random_magic() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    let v = h.finish();
+    let m = (v ^ (v >> 32)) as u32;
+    if m == 0 {
+        0x4f53_4a31
+    } else {
+        m
+    }
+}
+
+/// Turns a `Stop` of the caller into "skip the rest": open must scan to the end regardless.
+struct NoStop<'a> {
+    inner: &'a mut dyn ScanCallbacks,
+    stopped: bool,
+}
+
+impl ScanCallbacks for NoStop<'_> {
+    fn meta(&mut self, pos: Position, meta: &[u8], data_len: u64) -> MetaAction {
+        if self.stopped {
+            return MetaAction::Skip;
+        }
+        match self.inner.meta(pos, meta, data_len) {
+            MetaAction::Stop => {
+                self.stopped = true;
+                MetaAction::Skip
+            }
+            a => a,
+        }
+    }
+    fn data(&mut self, chunk: &[u8], last: bool) -> ControlFlow<()> {
+        if !self.stopped && self.inner.data(chunk, last).is_break() {
+            self.stopped = true;
+        }
+        ControlFlow::Continue(())
+    }
+    fn next_volume(&mut self, volume: u64) -> ControlFlow<()> {
+        if !self.stopped && self.inner.next_volume(volume).is_break() {
+            self.stopped = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Journal {
+    /// Create an empty journal in `dir` (the directory is created if needed).
+    pub fn create(vfs: &dyn Vfs, dir: &Path, geometry: Geometry) -> Result<()> {
+        geometry.validate()?;
+        vfs.create_dir_all(dir)
+            .map_err(|e| Error::io("mkdir", dir, e))?;
+        let path = info_path(dir);
+        if vfs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        let info = JournalInfo {
+            magic: random_magic(),
+            geometry,
+        };
+        AtomicFileWriter::new(vfs, path, info::MAGIC).write(&info.encode())
+    }
+
+    /// Open the journal in `dir`: replay every complete entry into `replay` (a `Stop` there only
+    /// stops delivery), then get ready to append after the last valid batch.
+    pub fn open(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        opts: JournalOptions,
+        replay: &mut dyn ScanCallbacks,
+    ) -> Result<(Journal, ScanOutcome)> {
+        if opts.max_inflight == 0 || opts.max_batch_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "max_inflight and max_batch_bytes must be positive".into(),
+            ));
+        }
+        let info = read_info(&*vfs, dir)?;
+        let geo = info.geometry;
+        let names = vfs.list_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+        let mut blanks = Blanks::default();
+        let mut blank_nos = Vec::new();
+        for n in &names {
+            if n.ends_with(".tmp") {
+                let p = dir.join(n);
+                vfs.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
+            } else if let Some(b) = parse_name(n, ".bvl") {
+                blank_nos.push(b);
+            }
+        }
+        blank_nos.sort_unstable();
+        blanks.next_no = blank_nos.last().map_or(1, |b| b + 1);
+        blanks.ready = blank_nos.iter().map(|&b| blank_path(dir, b)).collect();
+
+        let mut scanner = Scanner::new(&*vfs, dir, geo, info.magic)?;
+        let first = scanner.volumes().first().copied().unwrap_or(1);
+        let live = scanner.volumes().clone();
+        let mut ns = NoStop {
+            inner: replay,
+            stopped: false,
+        };
+        let outcome = scanner.run(first, None, &mut ns)?;
+        drop(scanner);
+
+        // What we just read may exist only in the page cache of a killed predecessor.
+        for &v in &live {
+            let p = volume_path(dir, v);
+            let f = vfs
+                .open(&p, OpenMode::ReadWrite)
+                .map_err(|e| Error::io("open", &p, e))?;
+            f.sync_data().map_err(|e| Error::io("fdatasync", &p, e))?;
+        }
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+
+        let Resume {
+            end,
+            next_seq,
+            prev_crc,
+            stats,
+            spill_in,
+        } = outcome.resume.clone();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let inner = Arc::new(Inner {
+            vfs,
+            dir: dir.to_path_buf(),
+            geo,
+            magic: info.magic,
+            state: Mutex::new(State {
+                poisoned: None,
+                closed: false,
+                open: None,
+                next_start: end,
+                next_seq,
+                prev_crc,
+                inflight: 0,
+                pending: VecDeque::new(),
+                durable: end,
+                live,
+                spill: spill_in,
+                stats: BTreeMap::from([(stats.vol, stats)]),
+                toc_cb: None,
+                wrote: false,
+                tx: Some(tx),
+            }),
+            space: Condvar::new(),
+            deliver: Mutex::new(()),
+            trim: Mutex::new(()),
+            blanks: Mutex::new(blanks),
+            blank_cv: Condvar::new(),
+            opts,
+        });
+        let mut threads = Vec::new();
+        for i in 0..inner.opts.max_inflight {
+            let inn = inner.clone();
+            let rx: Receiver<Sealed> = rx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("journal-io-{i}"))
+                    .spawn(move || inn.worker(rx))
+                    .map_err(|e| Error::io("spawn", "journal-io", e))?,
+            );
+        }
+        if inner.opts.background_blanks {
+            let inn = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("journal-blanks".into())
+                    .spawn(move || inn.maker())
+                    .map_err(|e| Error::io("spawn", "journal-blanks", e))?,
+            );
+        }
+        Ok((
+            Journal {
+                inner,
+                threads: Mutex::new(threads),
+            },
+            outcome,
+        ))
+    }
+
+    /// Set the callback that supplies TOC user bytes when a volume is closed. It runs under the
+    /// journal's lock: it must be quick and must not call into the journal.
+    pub fn set_toc_callback(&self, cb: TocFn) {
+        relock(&self.inner.state).toc_cb = Some(cb);
+    }
+
+    /// Append one entry. Entries appended by one thread land in call order; across threads, in
+    /// the order the calls took the journal lock. The handle reports durability.
+    pub fn append(&self, meta: &[u8], data: &[u8]) -> Result<AppendHandle> {
+        self.inner.append(meta, data, None)
+    }
+
+    /// Append and call `on_durable` (from a journal thread, in journal order) once the entry is
+    /// durable or the journal has failed. The callback must not block on the journal.
+    pub fn append_with(
+        &self,
+        meta: &[u8],
+        data: &[u8],
+        on_durable: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<AppendHandle> {
+        self.inner.append(meta, data, Some(Box::new(on_durable)))
+    }
+
+    /// Recycle every volume numbered below `volume` (see the module docs). Returns the volumes
+    /// recycled.
+    pub fn trim_before(&self, volume: u64) -> Result<Vec<u64>> {
+        self.inner.trim_before(volume)
+    }
+
+    /// Numbers of the live volumes.
+    pub fn volumes(&self) -> Vec<u64> {
+        relock(&self.inner.state).live.iter().copied().collect()
+    }
+
+    /// Where the next batch will be written.
+    pub fn end_position(&self) -> Position {
+        let st = relock(&self.inner.state);
+        self.inner.geo.position(st.next_start)
+    }
+
+    /// The journal's geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.inner.geo
+    }
+
+    /// Blank volumes ready for use.
+    pub fn blanks_ready(&self) -> usize {
+        relock(&self.inner.blanks).ready.len()
+    }
+
+    /// The error that poisoned the journal, if any.
+    pub fn poisoned(&self) -> Option<Arc<Error>> {
+        relock(&self.inner.state).poisoned.clone()
+    }
+
+    /// Flush what is pending, write a batch confirming everything before it (so damage to the
+    /// last batches is later reported as corruption, not taken for a torn tail), stop the threads.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let r = self.inner.drain_and_confirm();
+        {
+            let mut st = relock(&self.inner.state);
+            st.closed = true;
+            st.tx = None;
+        }
+        {
+            let mut b = relock(&self.inner.blanks);
+            b.stop = true;
+            self.inner.blank_cv.notify_all();
+        }
+        let threads = std::mem::take(&mut *relock(&self.threads));
+        for t in threads {
+            // A worker only panics on a bug; the journal is closing either way.
+            let _ = t.join();
+        }
+        r
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if !relock(&self.threads).is_empty() {
+            if let Err(e) = self.shutdown() {
+                tracing::warn!("journal closed with error: {e}");
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        relock(&self.state)
+    }
+
+    fn append(&self, meta: &[u8], data: &[u8], cb: Option<Callback>) -> Result<AppendHandle> {
+        for (what, len) in [("metadata", meta.len()), ("data", data.len())] {
+            if len as u64 > entry::MAX_LEN {
+                return Err(Error::TooLarge {
+                    what,
+                    len: len as u64,
+                    max: entry::MAX_LEN,
+                });
+            }
+        }
+        let hdr = EntryHeader::new(
+            meta.len() as u32,
+            data.len() as u32,
+            crc32c::crc32c(meta),
+            crc32c::crc32c(data),
+        )
+        .encode();
+        let mut st = self.lock();
+        loop {
+            if let Some(p) = &st.poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            let full = st
+                .open
+                .as_ref()
+                .is_some_and(|b| b.payload_len >= self.opts.max_batch_bytes)
+                && st.inflight >= self.opts.max_inflight;
+            if !full {
+                break;
+            }
+            st = self.space.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let start = st.next_start;
+        let b = st
+            .open
+            .get_or_insert_with(|| OpenBatch::new(&self.geo, self.magic, start));
+        let pos = b.cur;
+        b.put(&self.geo, self.magic, &hdr);
+        b.put(&self.geo, self.magic, meta);
+        b.put(&self.geo, self.magic, data);
+        b.payload_len += entry::HEADER_LEN as u64 + meta.len() as u64 + data.len() as u64;
+        b.entries += 1;
+        b.entries_crc = crc32c::crc32c_append(b.entries_crc, &hdr);
+        if let Some(cb) = cb {
+            b.completion.add_callback(cb);
+        }
+        let completion = b.completion.clone();
+        let e = st.stats.entry(pos.vol).or_insert(VolStats {
+            vol: pos.vol,
+            ..VolStats::default()
+        });
+        e.entries = e.entries.saturating_add(1);
+        if st.inflight < self.opts.max_inflight {
+            let failed = self.seal(&mut st);
+            self.finish_locked(st, Vec::new(), failed);
+        }
+        Ok(AppendHandle {
+            completion,
+            position: self.geo.position(pos),
+        })
+    }
+
+    /// Seal the open batch and send it to a worker. On failure the journal is poisoned and the
+    /// completions to fail are returned.
+    fn seal(&self, st: &mut State) -> Vec<(Arc<Completion>, Arc<Error>)> {
+        match self.try_seal(st) {
+            Ok(()) => Vec::new(),
+            Err(e) => self.poison(st, e),
+        }
+    }
+
+    fn try_seal(&self, st: &mut State) -> Result<()> {
+        let Some(mut b) = st.open.take() else {
+            return Ok(());
+        };
+        let geo = &self.geo;
+        let s = geo.s() as usize;
+        let hl = sector::HEADER_LEN;
+        let seq = st.next_seq;
+        // Put the completion back in `pending` first so a failure below fails this batch too.
+        st.pending.push_back(Pending {
+            seq,
+            next: b.start,
+            done: false,
+            completion: b.completion.clone(),
+        });
+        let hdr = BatchHeader {
+            volume: b.start.vol,
+            offset: geo.file_offset(b.start.soff),
+            seq,
+            payload_len: b.payload_len,
+            entries: b.entries,
+            prev_crc: st.prev_crc,
+            synced_volume: st.durable.vol,
+            synced_offset: geo.file_offset(st.durable.soff),
+            entries_crc: b.entries_crc,
+        };
+        let (hbytes, hcrc) = hdr.encode();
+        let end = b.cur;
+        let next = geo.align_up(end);
+        let cap = geo.capacity();
+        let dist =
+            |from: StreamPos| (end.vol * cap + end.soff).saturating_sub(from.vol * cap + from.soff);
+        {
+            let Some(seg0) = b.segs.first_mut() else {
+                return Err(Error::InvalidConfig("empty batch layout".into()));
+            };
+            let at = (1 + b.start.soff / geo.payload() - seg0.first_sector) as usize * s + hl;
+            seg0.buf[at..at + batch::HEADER_LEN].copy_from_slice(&hbytes);
+        }
+        let e = st.stats.entry(b.start.vol).or_insert(VolStats {
+            vol: b.start.vol,
+            ..VolStats::default()
+        });
+        if e.first_batch_seq == 0 {
+            e.first_batch_seq = seq;
+        }
+        let mut writes = Vec::new();
+        let mut syncs = Vec::new();
+        for seg in &mut b.segs {
+            if seg.first_sector == 0 {
+                let spill_in = if seg.vol == b.start.vol {
+                    0
+                } else {
+                    dist(StreamPos {
+                        vol: seg.vol,
+                        soff: 0,
+                    })
+                };
+                let vh = VolumeHeader {
+                    volume: seg.vol,
+                    spill_in,
+                    geometry: *geo,
+                };
+                seg.buf[..crate::format::volume::LEN].copy_from_slice(&vh.encode(self.magic));
+                let e = st.stats.entry(seg.vol).or_insert(VolStats {
+                    vol: seg.vol,
+                    ..VolStats::default()
+                });
+                e.spill_in = spill_in;
+                st.spill.insert(seg.vol, spill_in);
+            }
+        }
+        // Volumes this batch closes: every one it touched before the one the next batch starts in.
+        let closes: Vec<u64> = (b.start.vol..next.vol).collect();
+        let mut tocs = Vec::new();
+        for &v in &closes {
+            let spill_out = if end.vol > v {
+                dist(StreamPos {
+                    vol: v + 1,
+                    soff: 0,
+                })
+            } else {
+                0
+            };
+            let stats = st.stats.remove(&v).unwrap_or(VolStats {
+                vol: v,
+                ..VolStats::default()
+            });
+            let ctx = TocContext {
+                volume: v,
+                spill_out,
+                entries: stats.entries,
+            };
+            let user = st.toc_cb.as_mut().map(|cb| cb(&ctx)).unwrap_or_default();
+            let max = toc::max_user_len(geo);
+            if user.len() > max {
+                return Err(Error::TocTooLarge {
+                    len: user.len(),
+                    max,
+                });
+            }
+            let t = Toc {
+                volume: v,
+                spill_in: stats.spill_in,
+                spill_out,
+                first_batch_seq: stats.first_batch_seq,
+                last_batch_seq: seq,
+                entries: stats.entries,
+                closing_batch_crc: hcrc,
+                user,
+            };
+            let area = t
+                .encode(self.magic, geo)
+                .map_err(|r| Error::InvalidConfig(r.0))?;
+            tocs.push((v, geo.toc_offset(), area));
+        }
+        for seg in &b.segs {
+            if !st.live.contains(&seg.vol) {
+                self.activate(seg.vol)?;
+                st.live.insert(seg.vol);
+            }
+        }
+        for seg in b.segs {
+            syncs.push(seg.vol);
+            writes.push((seg.vol, seg.first_sector * s as u64, seg.buf));
+        }
+        writes.extend(tocs);
+        if let Some(p) = st.pending.back_mut() {
+            p.next = next;
+        }
+        st.inflight += 1;
+        st.next_seq += 1;
+        st.prev_crc = hcrc;
+        st.next_start = next;
+        st.wrote = b.entries > 0;
+        let Some(tx) = &st.tx else {
+            return Err(Error::Closed);
+        };
+        tx.send(Sealed { seq, writes, syncs })
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Make `v.vol` exist: reuse a leftover file of that number or rename a blank to it.
+    fn activate(&self, v: u64) -> Result<()> {
+        let path = volume_path(&self.dir, v);
+        if self
+            .vfs
+            .exists(&path)
+            .map_err(|e| Error::io("stat", &path, e))?
+        {
+            return Ok(());
+        }
+        let blank = self.take_blank()?;
+        self.vfs
+            .rename(&blank, &path)
+            .map_err(|e| Error::io("rename", &path, e))?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("fsync directory", &self.dir, e))
+    }
+
+    fn take_blank(&self) -> Result<PathBuf> {
+        let n = {
+            let mut b = relock(&self.blanks);
+            if let Some(p) = b.ready.pop_front() {
+                self.blank_cv.notify_all();
+                return Ok(p);
+            }
+            b.next_no += 1;
+            b.next_no - 1
+        };
+        self.make_blank(n)
+    }
+
+    fn make_blank(&self, n: u64) -> Result<PathBuf> {
+        let path = blank_path(&self.dir, n);
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let f = self
+            .vfs
+            .open(&tmp, OpenMode::CreateTruncate)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        let size = self.geo.volume_size;
+        let zeros = |f: &dyn VfsFile| -> Result<()> {
+            let chunk = vec![0u8; (1 << 20).min(size as usize)];
+            let mut off = 0;
+            while off < size {
+                let n = chunk.len().min((size - off) as usize);
+                f.write_at(&chunk[..n], off)
+                    .map_err(|e| Error::io("write", &tmp, e))?;
+                off += n as u64;
+            }
+            Ok(())
+        };
+        match self.opts.blank_method {
+            BlankMethod::Zeros => zeros(&*f)?,
+            BlankMethod::Fallocate | BlankMethod::FallocateZeros => {
+                if f.allocate(size).is_err() {
+                    f.set_len(size)
+                        .map_err(|e| Error::io("truncate", &tmp, e))?;
+                }
+                if self.opts.blank_method == BlankMethod::FallocateZeros {
+                    zeros(&*f)?;
+                }
+            }
+        }
+        f.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
+        self.vfs
+            .rename(&tmp, &path)
+            .map_err(|e| Error::io("rename", &path, e))?;
+        Ok(path)
+    }
+
+    fn maker(&self) {
+        loop {
+            let n = {
+                let mut b = relock(&self.blanks);
+                while !b.stop && !b.failed && b.ready.len() >= self.opts.blank_target {
+                    b = self.blank_cv.wait(b).unwrap_or_else(|e| e.into_inner());
+                }
+                if b.stop || b.failed {
+                    return;
+                }
+                b.next_no += 1;
+                b.next_no - 1
+            };
+            let r = self.make_blank(n);
+            let mut b = relock(&self.blanks);
+            match r {
+                Ok(p) => b.ready.push_back(p),
+                Err(e) => {
+                    // The writer makes blanks itself when none is ready, and fails there.
+                    tracing::warn!("blank volume maker stopped: {e}");
+                    b.failed = true;
+                }
+            }
+            self.blank_cv.notify_all();
+        }
+    }
+
+    /// Poison the journal (first error wins); return every completion to fail.
+    fn poison(&self, st: &mut State, e: Error) -> Vec<(Arc<Completion>, Arc<Error>)> {
+        let err = match &st.poisoned {
+            Some(p) => p.clone(),
+            None => {
+                tracing::error!("journal poisoned: {e}");
+                let p = Arc::new(e);
+                st.poisoned = Some(p.clone());
+                p
+            }
+        };
+        let mut out: Vec<_> = st
+            .pending
+            .drain(..)
+            .map(|p| (p.completion, err.clone()))
+            .collect();
+        if let Some(b) = st.open.take() {
+            out.push((b.completion, err.clone()));
+        }
+        self.space.notify_all();
+        out
+    }
+
+    /// Release the state lock and run completions in journal order.
+    fn finish_locked(
+        &self,
+        st: MutexGuard<'_, State>,
+        ok: Vec<Arc<Completion>>,
+        failed: Vec<(Arc<Completion>, Arc<Error>)>,
+    ) {
+        if ok.is_empty() && failed.is_empty() {
+            drop(st);
+            return;
+        }
+        // Taking `deliver` before releasing the state lock orders deliveries like completions.
+        let g = relock(&self.deliver);
+        drop(st);
+        for c in ok {
+            c.finish(Ok(()));
+        }
+        for (c, e) in failed {
+            c.finish(Err(e));
+        }
+        drop(g);
+    }
+
+    fn worker(&self, rx: Receiver<Sealed>) {
+        let mut files: HashMap<u64, Box<dyn VfsFile>> = HashMap::new();
+        let mut ring = match self.opts.io {
+            IoMode::Auto => crate::uring::Uring::new(),
+            IoMode::Pwrite => None,
+        };
+        while let Ok(s) = rx.recv() {
+            let r = self.write_batch(&mut files, ring.as_mut(), s.writes, &s.syncs);
+            self.complete(s.seq, r);
+        }
+    }
+
+    fn write_batch(
+        &self,
+        files: &mut HashMap<u64, Box<dyn VfsFile>>,
+        ring: Option<&mut crate::uring::Uring>,
+        writes: Vec<(u64, u64, Vec<u8>)>,
+        syncs: &[u64],
+    ) -> Result<()> {
+        if let Some(p) = &self.lock().poisoned {
+            return Err(Error::Poisoned(p.clone()));
+        }
+        if let Some(&min) = syncs.first() {
+            files.retain(|&v, _| v + 2 >= min);
+        }
+        for (vol, _, _) in &writes {
+            self.file(files, *vol)?;
+        }
+        let max_len = writes.iter().map(|w| w.2.len()).max().unwrap_or(0);
+        let fd = |v: &u64| files.get(v).and_then(|f| f.raw_fd());
+        if let Some(ring) = ring {
+            let fds: Option<Vec<i32>> = syncs.iter().map(fd).collect();
+            let wfds: Option<Vec<i32>> = writes.iter().map(|w| fd(&w.0)).collect();
+            if let (Some(sfds), Some(wfds)) = (fds, wfds) {
+                if crate::uring::Uring::fits(writes.len(), syncs.len(), max_len) {
+                    let what = volume_path(&self.dir, syncs.first().copied().unwrap_or(0));
+                    let chain = writes
+                        .into_iter()
+                        .zip(wfds)
+                        .map(|((_, off, buf), fd)| (fd, off, buf))
+                        .collect();
+                    return ring
+                        .write_and_sync(chain, &sfds)
+                        .map_err(|e| Error::io("io_uring write+fdatasync", what, e));
+                }
+            }
+        }
+        for (vol, off, buf) in &writes {
+            let f = self.file(files, *vol)?;
+            f.write_at(buf, *off)
+                .map_err(|e| Error::io("write", volume_path(&self.dir, *vol), e))?;
+        }
+        for vol in syncs {
+            let f = self.file(files, *vol)?;
+            f.sync_data()
+                .map_err(|e| Error::io("fdatasync", volume_path(&self.dir, *vol), e))?;
+        }
+        Ok(())
+    }
+
+    fn file<'f>(
+        &self,
+        files: &'f mut HashMap<u64, Box<dyn VfsFile>>,
+        vol: u64,
+    ) -> Result<&'f dyn VfsFile> {
+        let f = match files.entry(vol) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let p = volume_path(&self.dir, vol);
+                let f = self
+                    .vfs
+                    .open(&p, OpenMode::ReadWrite)
+                    .map_err(|e| Error::io("open", &p, e))?;
+                e.insert(f)
+            }
+        };
+        Ok(&**f)
+    }
+
+    fn complete(&self, seq: u64, r: Result<()>) {
+        let mut st = self.lock();
+        st.inflight = st.inflight.saturating_sub(1);
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        match r {
+            Err(e) => failed = self.poison(&mut st, e),
+            Ok(()) if st.poisoned.is_none() => {
+                let front = st.pending.front().map_or(seq, |p| p.seq);
+                if let Some(p) = st.pending.get_mut((seq - front) as usize) {
+                    p.done = true;
+                }
+                while st.pending.front().is_some_and(|p| p.done) {
+                    if let Some(p) = st.pending.pop_front() {
+                        st.durable = p.next;
+                        ok.push(p.completion);
+                    }
+                }
+            }
+            Ok(()) => {}
+        }
+        if st.poisoned.is_none() && st.open.is_some() && st.inflight < self.opts.max_inflight {
+            failed.extend(self.seal(&mut st));
+        }
+        self.space.notify_all();
+        self.finish_locked(st, ok, failed);
+    }
+
+    /// Seal what is open, wait for every flush, then confirm the tail with an empty batch.
+    fn drain_and_confirm(&self) -> Result<()> {
+        let mut st = self.lock();
+        if st.tx.is_none() {
+            return st
+                .poisoned
+                .clone()
+                .map_or(Ok(()), |p| Err(Error::Poisoned(p)));
+        }
+        let mut confirmed = false;
+        loop {
+            if let Some(p) = &st.poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            if st.open.is_some() {
+                if st.inflight < self.opts.max_inflight {
+                    let failed = self.seal(&mut st);
+                    if !failed.is_empty() {
+                        self.finish_locked(st, Vec::new(), failed);
+                        st = self.lock();
+                    }
+                    continue;
+                }
+            } else if st.inflight == 0 {
+                if st.wrote && !confirmed {
+                    confirmed = true;
+                    let start = st.next_start;
+                    st.open = Some(OpenBatch::new(&self.geo, self.magic, start));
+                    continue;
+                }
+                return Ok(());
+            }
+            st = self.space.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn trim_before(&self, volume: u64) -> Result<Vec<u64>> {
+        let _serial = relock(&self.trim);
+        let victims: Vec<u64> = {
+            let mut st = self.lock();
+            if let Some(p) = &st.poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            let newest = st.live.last().copied().unwrap_or(0);
+            let oldest = st.live.first().copied().unwrap_or(0);
+            let mut limit = volume.min(st.durable.vol).min(newest);
+            // Keep the volume where the batch holding the first entries of `limit` begins:
+            // replay reads whole batches from their start.
+            while limit > oldest {
+                let sp = st.spill.get(&limit).copied().unwrap_or(0);
+                let first_start = self.geo.align_up(self.geo.advance(
+                    StreamPos {
+                        vol: limit,
+                        soff: 0,
+                    },
+                    sp,
+                ));
+                if first_start.vol == limit {
+                    break;
+                }
+                limit -= 1;
+            }
+            let v: Vec<u64> = st.live.range(..limit).copied().collect();
+            for x in &v {
+                st.live.remove(x);
+                st.stats.remove(x);
+                st.spill.remove(x);
+            }
+            v
+        };
+        for &v in &victims {
+            let from = volume_path(&self.dir, v);
+            let r = (|| -> Result<()> {
+                let mut b = relock(&self.blanks);
+                if b.ready.len() < self.opts.max_blanks {
+                    let to = blank_path(&self.dir, b.next_no);
+                    b.next_no += 1;
+                    self.vfs
+                        .rename(&from, &to)
+                        .map_err(|e| Error::io("rename", &from, e))?;
+                    b.ready.push_back(to);
+                    self.blank_cv.notify_all();
+                } else {
+                    drop(b);
+                    self.vfs
+                        .remove(&from)
+                        .map_err(|e| Error::io("remove", &from, e))?;
+                }
+                // One directory sync per volume keeps the live volumes a contiguous range
+                // after a crash at any point of the trim.
+                self.vfs
+                    .sync_dir(&self.dir)
+                    .map_err(|e| Error::io("fsync directory", &self.dir, e))
+            })();
+            if let Err(e) = r {
+                let mut st = self.lock();
+                let failed = self.poison(&mut st, e);
+                let p = st.poisoned.clone();
+                self.finish_locked(st, Vec::new(), failed);
+                return Err(p.map_or(Error::Closed, Error::Poisoned));
+            }
+        }
+        Ok(victims)
+    }
+}
+
+/// Every live volume number of the journal in `dir`.
+pub fn journal_volumes(vfs: &dyn Vfs, dir: &Path) -> Result<BTreeSet<u64>> {
+    list_volumes(vfs, dir)
+}
