@@ -4,6 +4,8 @@
 use ostore_os::json::transaction_to_json;
 use ostore_os::{CollectionId, ObjectId, Transaction};
 
+type Builder<'a> = Box<dyn Fn(&mut Transaction) + 'a>;
+
 fn main() {
     let out = std::path::PathBuf::from(
         std::env::args()
@@ -20,7 +22,7 @@ fn main() {
     let mut t = Transaction::new();
     t.create_collection(&c, 2);
     all.push(t);
-    let build: Vec<Box<dyn Fn(&mut Transaction)>> = vec![
+    let build: Vec<Builder<'_>> = vec![
         Box::new(|t| {
             t.nop();
         }),

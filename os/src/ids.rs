@@ -46,7 +46,11 @@ impl FromStr for PgId {
     fn from_str(s: &str) -> Result<PgId> {
         let bad = || Error::invalid(format!("bad pg id {s:?}: expected POOL.SEEDHEX[sSHARD]"));
         let (pool, rest) = s.split_once('.').ok_or_else(bad)?;
-        if pool.is_empty() || !pool.bytes().all(|b| b.is_ascii_digit()) {
+        // Only the canonical text (as Ceph prints it) is accepted, so text round-trips.
+        if pool.is_empty()
+            || !pool.bytes().all(|b| b.is_ascii_digit())
+            || (pool.len() > 1 && pool.starts_with('0'))
+        {
             return Err(bad());
         }
         let pool: u64 = pool.parse().map_err(|_| bad())?;
@@ -54,14 +58,23 @@ impl FromStr for PgId {
             Some((seed, shard)) => (seed, Some(shard)),
             None => (rest, None),
         };
-        if seed.is_empty() || seed.len() > 8 || !seed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if seed.is_empty()
+            || seed.len() > 8
+            || !seed
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || (seed.len() > 1 && seed.starts_with('0'))
+        {
             return Err(bad());
         }
         let seed = u32::from_str_radix(seed, 16).map_err(|_| bad())?;
         let shard = match shard {
             None => None,
             Some(t) => {
-                if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                if t.is_empty()
+                    || !t.bytes().all(|b| b.is_ascii_digit())
+                    || (t.len() > 1 && t.starts_with('0'))
+                {
                     return Err(bad());
                 }
                 let v: u8 = t.parse().map_err(|_| bad())?;

@@ -209,7 +209,15 @@ pub fn object_from_arg(s: &str, cid: Option<&CollectionId>) -> Result<ObjectId> 
             .map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
         match v.as_array().map(Vec::as_slice) {
             Some([c, o]) => {
-                let c: CollectionId = str_field(c, "collection")?.parse()?;
+                let text = str_field(c, "collection")?;
+                // ceph-objectstore-tool prints the PG id ("1.0") where we print "1.0_head".
+                let c: CollectionId = match text.parse() {
+                    Ok(c) => c,
+                    Err(e) => text
+                        .parse::<crate::ids::PgId>()
+                        .map(CollectionId::Pg)
+                        .map_err(|_| e)?,
+                };
                 object_from_json(o, Some(&c))
             }
             _ => Err(bad("object id array must be [collection, object]")),
@@ -1067,6 +1075,11 @@ mod tests {
         assert_eq!(object_from_json(&object_to_json(&o), None).unwrap(), o);
         let line = serde_json::to_string(&json!(["7.0_head", object_to_json(&o)])).unwrap();
         assert_eq!(object_from_arg(&line, None).unwrap(), o);
+        let ceph_line = serde_json::to_string(&json!(["7.0", {"oid": "n", "pool": 7}])).unwrap();
+        assert_eq!(
+            object_from_arg(&ceph_line, None).unwrap(),
+            ObjectId::new(7, "n")
+        );
         assert_eq!(
             object_from_arg("plain", Some(&CollectionId::pg(7, 0))).unwrap(),
             ObjectId::new(7, "plain")

@@ -13,8 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use ostore_journal::vfs::read_full_at;
+use ostore_journal::{OpenMode, RealFs, Vfs};
 
 use crate::codec::{frame, unframe, Decoder, Encoder};
 use crate::error::{Error, ErrorKind, Result};
@@ -99,11 +102,16 @@ impl Superblock {
         dir.join(FILE_NAME)
     }
 
+    /// Reads the superblock of the store in `dir` from the real filesystem.
+    pub fn read(dir: &Path) -> Result<Superblock> {
+        Superblock::read_vfs(&RealFs::new(), dir)
+    }
+
     /// Reads the superblock of the store in `dir`. ENOENT when there is none (the
     /// directory was never formatted); EUCLEAN when it is damaged.
-    pub fn read(dir: &Path) -> Result<Superblock> {
+    pub fn read_vfs(vfs: &dyn Vfs, dir: &Path) -> Result<Superblock> {
         let p = Superblock::path(dir);
-        let buf = fs::read(&p).map_err(|e| {
+        let buf = read_file(vfs, &p).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::not_found(format!(
                     "{} has no superblock: not a formatted store (run mkfs)",
@@ -117,13 +125,13 @@ impl Superblock {
     }
 
     /// Writes atomically (temp file, fsync, rename, directory fsync).
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        write_file_atomic(&Superblock::path(dir), &self.encode())
+    pub fn write(&self, vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+        write_file_atomic(vfs, &Superblock::path(dir), &self.encode())
     }
 
     /// Reads the superblock and checks it was written by `store_type`.
-    pub fn read_expect(dir: &Path, store_type: &str) -> Result<Superblock> {
-        let sb = Superblock::read(dir)?;
+    pub fn read_expect(vfs: &dyn Vfs, dir: &Path, store_type: &str) -> Result<Superblock> {
+        let sb = Superblock::read_vfs(vfs, dir)?;
         if sb.store_type != store_type {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -138,9 +146,21 @@ impl Superblock {
     }
 }
 
+/// A whole file's bytes, through `vfs`.
+pub fn read_file(vfs: &dyn Vfs, path: &Path) -> std::io::Result<Vec<u8>> {
+    let f = vfs.open(path, OpenMode::Read)?;
+    let len = f.len()?;
+    let len = usize::try_from(len)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "file too large"))?;
+    let mut buf = vec![0u8; len];
+    let n = read_full_at(&*f, &mut buf, 0)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new
 /// file: write a temp file, fsync it, rename it over, fsync the directory.
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_file_atomic(vfs: &dyn Vfs, path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -151,14 +171,15 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let ctx =
         |e: std::io::Error, what: &str| Error::from(e).context(format!("{what} {}", tmp.display()));
-    let mut f = fs::File::create(&tmp).map_err(|e| ctx(e, "creating"))?;
-    f.write_all(bytes).map_err(|e| ctx(e, "writing"))?;
+    let f = vfs
+        .open(&tmp, OpenMode::CreateTruncate)
+        .map_err(|e| ctx(e, "creating"))?;
+    f.write_at(bytes, 0).map_err(|e| ctx(e, "writing"))?;
     f.sync_all().map_err(|e| ctx(e, "syncing"))?;
     drop(f);
-    fs::rename(&tmp, path)
+    vfs.rename(&tmp, path)
         .map_err(|e| Error::from(e).context(format!("renaming onto {}", path.display())))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+    vfs.sync_dir(dir)
         .map_err(|e| Error::from(e).context(format!("syncing directory {}", dir.display())))
 }
 

@@ -1,0 +1,1313 @@
+//! The journaling driver every backend commits through: global sequence numbers,
+//! write-ahead journaling with group commit, ordered parallel apply, checkpoints that
+//! trim the journal, exactly-once replay on mount, and fail-stop.
+//!
+//! A backend implements [`Backend`]: "apply this transaction at seq S", "make
+//! yourself durable (checkpoint) at S", "what S are you durable at" (returned by
+//! `mount`). [`JournaledStore`] turns it into an [`ObjectStore`].
+//!
+//! ## Life of a `queue_transactions` call
+//! 1. Validate every transaction (state-free); on error nothing is queued.
+//! 2. Under the submit lock: assign the next seq, append one journal entry (meta =
+//!    `OSJ1` + seq, data = the encoded transactions). Journal order == seq order.
+//! 3. When the journal reports the entry durable (group commit), `on_commit` fires
+//!    and the entry joins its handle's apply queue.
+//! 4. Apply workers drain handle queues: one handle's entries apply in seq order,
+//!    different handles in parallel. `on_applied` fires with the outcome (a
+//!    transaction rejected by the state checks reports its error there).
+//!
+//! ## Checkpoints
+//! Time- or fill-driven. With `cp` = the highest durable seq, workers finish every
+//! entry <= cp and hold entries > cp, so the backend's state is exactly "everything
+//! through cp"; the backend makes that durable, cp is recorded in the `checkpoint`
+//! file (atomic-file writer), then journal volumes holding only entries <= cp are
+//! recycled. Submitters block (rather than fail) while the journal is over its size
+//! budget, until a checkpoint frees space.
+//!
+//! ## Replay
+//! Mount loads the backend (durable at S) and replays journal entries with seq > S in
+//! order; they must be contiguous (S+1, S+2, ...), anything else is corruption. Entries
+//! <= S are skipped, which with a backend that records S atomically with its state
+//! makes replay exactly-once in effect; a rejected transaction is rejected again.
+//!
+//! ## Fail-stop
+//! A journal write or fdatasync failure, or an apply failure (as opposed to a
+//! rejection), puts the store in a failed state: every later call returns ESHUTDOWN and
+//! nothing more is acknowledged. Remount recovers from the journal.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ostore_journal::{
+    AtomicFileReader, AtomicFileWriter, Geometry, Journal, JournalOptions, MetaAction, Position,
+    RealFs, ScanCallbacks, Vfs,
+};
+
+use crate::codec::{Decoder, Encoder};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{CollectionId, ObjectId};
+use crate::store::{Completion, ObjectStat, ObjectStore, OmapContents, OmapIterator, StoreStatfs};
+use crate::superblock::Superblock;
+use crate::transaction::{OmapKey, Transaction};
+use crate::CollectionHandle;
+
+/// What a backend implements; the driver provides journaling, ordering and replay.
+/// Reads take the collection id; the driver checks mount state first.
+pub trait Backend: Send + Sync + 'static {
+    /// The name written in the superblock (`memstore`, `kvstore`, `filestore`).
+    const STORE_TYPE: &'static str;
+    /// A backend object for the store in `data_path` (nothing is read until `mount`).
+    /// Backends whose files can live on a simulated disk do all their I/O through `vfs`.
+    fn open(data_path: &Path, vfs: Arc<dyn Vfs>) -> Self
+    where
+        Self: Sized;
+    /// Creates empty backend state in the data directory (which exists).
+    fn mkfs(&self) -> Result<()>;
+    /// Loads durable state; returns the seq it reflects (0 after mkfs).
+    fn mount(&self) -> Result<u64>;
+    /// Releases the backend (after a final checkpoint).
+    fn umount(&self) -> Result<()>;
+    /// Applies `txn` at `seq` atomically. `Ok(Err(e))`: rejected by the state checks,
+    /// nothing changed. `Err(e)`: the backend could not apply (I/O): the store fails stop.
+    fn apply(&self, seq: u64, txn: &Transaction) -> Result<Result<()>>;
+    /// Makes every applied transaction durable; `seq` is the last one applied.
+    fn checkpoint(&self, seq: u64) -> Result<()>;
+    /// Whether a checkpoint is a consistent snapshot of the applied state that mount
+    /// rolls back to (MemStore's dump, btrfs/ZFS snapshots), which makes
+    /// [`JournalMode::Parallel`] safe. In-place backends (RocksDB, files on XFS) say no.
+    fn snapshot_checkpoints(&self) -> bool {
+        false
+    }
+
+    fn statfs(&self) -> Result<StoreStatfs>;
+    fn exists(&self, cid: &CollectionId, oid: &ObjectId) -> Result<bool>;
+    fn stat(&self, cid: &CollectionId, oid: &ObjectId) -> Result<ObjectStat>;
+    fn read(&self, cid: &CollectionId, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>>;
+    fn fiemap(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        off: u64,
+        len: u64,
+    ) -> Result<BTreeMap<u64, u64>>;
+    fn getattr(&self, cid: &CollectionId, oid: &ObjectId, name: &str) -> Result<Vec<u8>>;
+    fn getattrs(&self, cid: &CollectionId, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>>;
+    fn list_collections(&self) -> Result<Vec<CollectionId>>;
+    fn collection_exists(&self, cid: &CollectionId) -> Result<bool>;
+    fn collection_empty(&self, cid: &CollectionId) -> Result<bool>;
+    fn collection_bits(&self, cid: &CollectionId) -> Result<u32>;
+    fn collection_list(
+        &self,
+        cid: &CollectionId,
+        start: &ObjectId,
+        end: &ObjectId,
+        max: usize,
+    ) -> Result<(Vec<ObjectId>, ObjectId)>;
+    fn omap_get(&self, cid: &CollectionId, oid: &ObjectId) -> Result<OmapContents>;
+    fn omap_get_header(&self, cid: &CollectionId, oid: &ObjectId) -> Result<Vec<u8>>;
+    fn omap_get_keys(&self, cid: &CollectionId, oid: &ObjectId) -> Result<BTreeSet<OmapKey>>;
+    fn omap_get_values(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        keys: &BTreeSet<OmapKey>,
+    ) -> Result<BTreeMap<OmapKey, Vec<u8>>>;
+    fn omap_check_keys(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        keys: &BTreeSet<OmapKey>,
+    ) -> Result<BTreeSet<OmapKey>>;
+    fn omap_iterator(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+    ) -> Result<Box<dyn OmapIterator + Send>>;
+}
+
+/// When a transaction is applied relative to its journal write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JournalMode {
+    /// Journal first, apply once durable (Ceph FileStore's default without snapshots).
+    /// Works with every backend.
+    #[default]
+    WriteAhead,
+    /// Journal and apply at once: a transaction may be readable before it is durable.
+    /// Only for backends whose checkpoint is a consistent snapshot of the applied state
+    /// ([`Backend::snapshot_checkpoints`]): a crash rolls back to the last snapshot and
+    /// replays the journal from there, so an applied but never-journaled transaction
+    /// cannot survive half-way. Lower commit latency: apply no longer waits for the sync.
+    Parallel,
+}
+
+/// Tuning of the journaling layer.
+#[derive(Debug, Clone)]
+pub struct JournalingOptions {
+    /// Writeahead (default) or parallel.
+    pub mode: JournalMode,
+    /// Where the journal lives; `None` = `<data>/journal`.
+    pub journal_path: Option<PathBuf>,
+    /// Geometry used by mkfs.
+    pub geometry: Geometry,
+    pub journal: JournalOptions,
+    /// Checkpoint at least this often while there is work.
+    pub checkpoint_interval: Duration,
+    /// Journal bytes (live volumes) that trigger a checkpoint.
+    pub checkpoint_fill_bytes: u64,
+    /// Journal bytes past which submitters wait for a checkpoint.
+    pub max_journal_bytes: u64,
+    /// Apply worker threads (handles apply in parallel across them).
+    pub apply_threads: usize,
+}
+
+impl Default for JournalingOptions {
+    fn default() -> Self {
+        JournalingOptions {
+            mode: JournalMode::WriteAhead,
+            journal_path: None,
+            geometry: Geometry::default(),
+            journal: JournalOptions::default(),
+            checkpoint_interval: Duration::from_secs(5),
+            checkpoint_fill_bytes: 512 << 20,
+            max_journal_bytes: 1 << 30,
+            apply_threads: 2,
+        }
+    }
+}
+
+impl JournalingOptions {
+    /// Small volumes and budgets for tests that create many stores.
+    pub fn small() -> JournalingOptions {
+        JournalingOptions {
+            geometry: Geometry {
+                sector_size: 4096,
+                volume_size: 1 << 20,
+                toc_len: 4096,
+            },
+            journal: JournalOptions {
+                blank_target: 1,
+                max_blanks: 2,
+                ..JournalOptions::default()
+            },
+            checkpoint_fill_bytes: 4 << 20,
+            max_journal_bytes: 16 << 20,
+            ..JournalingOptions::default()
+        }
+    }
+}
+
+/// Converts a journal error, keeping corruption and fail-stop distinguishable.
+pub fn journal_error(e: ostore_journal::Error) -> Error {
+    use ostore_journal::Error as J;
+    let kind = match &e {
+        J::Corrupt { .. } | J::BadFile { .. } | J::MissingVolume(_) => ErrorKind::Corrupt,
+        J::Poisoned(_) | J::Closed => ErrorKind::Failed,
+        J::TooLarge { .. } | J::TocTooLarge { .. } => ErrorKind::TooBig,
+        J::InvalidConfig(_) => ErrorKind::InvalidArgument,
+        J::AlreadyExists(_) => ErrorKind::Exists,
+        J::NotFound(_) => ErrorKind::NotFound,
+        J::Io { source, .. } => source
+            .raw_os_error()
+            .map_or(ErrorKind::Io, ErrorKind::from_errno),
+    };
+    Error::new(kind, format!("journal: {e}"))
+}
+
+const ENTRY_MAGIC: [u8; 4] = *b"OSJ1";
+const CHECKPOINT_MAGIC: u32 = u32::from_le_bytes(*b"OSCP");
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+
+fn entry_meta(seq: u64) -> [u8; 12] {
+    let mut m = [0u8; 12];
+    m[..4].copy_from_slice(&ENTRY_MAGIC);
+    m[4..].copy_from_slice(&seq.to_le_bytes());
+    m
+}
+
+/// Decodes an entry's metadata: its seq.
+pub fn decode_entry_meta(meta: &[u8]) -> Result<u64> {
+    if meta.len() != 12 || meta[..4] != ENTRY_MAGIC {
+        return Err(Error::corrupt(
+            "journal entry metadata is not an ostore transaction header",
+        ));
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&meta[4..]);
+    Ok(u64::from_le_bytes(b))
+}
+
+fn encode_entry(txns: &[Transaction]) -> Result<Vec<u8>> {
+    let mut e = Encoder::new();
+    e.u32(txns.len() as u32);
+    for t in txns {
+        let b = t.encode()?;
+        e.bytes(&b);
+    }
+    Ok(e.into_inner())
+}
+
+/// Decodes an entry's data: the transactions of one `queue_transactions` call.
+pub fn decode_entry(data: &[u8]) -> Result<Vec<Transaction>> {
+    let mut d = Decoder::new(data);
+    let n = d.count(4, "transactions in entry")?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Transaction::decode(d.bytes("transaction")?)?);
+    }
+    if d.remaining() != 0 {
+        return Err(Error::corrupt(
+            "trailing bytes after the transactions of a journal entry",
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads the recorded checkpoint seq (0 when none was ever written).
+pub fn read_checkpoint(vfs: &dyn Vfs, data_path: &Path) -> Result<u64> {
+    let p = data_path.join(CHECKPOINT_FILE);
+    match AtomicFileReader::new(vfs, &p, CHECKPOINT_MAGIC)
+        .read()
+        .map_err(journal_error)?
+    {
+        None => Ok(0),
+        Some(b) if b.len() == 8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b);
+            Ok(u64::from_le_bytes(a))
+        }
+        Some(_) => Err(Error::corrupt(format!(
+            "{} has the wrong length",
+            p.display()
+        ))),
+    }
+}
+
+/// A callback run on the finisher thread.
+type Task = Box<dyn FnOnce() + Send>;
+
+struct Pending {
+    seq: u64,
+    txns: Vec<Transaction>,
+    on_applied: Option<crate::store::Callback>,
+}
+
+#[derive(Default)]
+struct SeqQueue {
+    q: VecDeque<Pending>,
+    scheduled: bool,
+    /// Highest seq made durable and queued here for apply.
+    queued: u64,
+    /// Highest seq of this handle applied.
+    applied: u64,
+}
+
+/// Per-handle sequencer: a FIFO of durable entries waiting to apply.
+#[derive(Default)]
+struct Sequencer {
+    queue: Mutex<SeqQueue>,
+    /// Signalled when `applied` advances.
+    applied_cv: Condvar,
+}
+
+#[derive(Default)]
+struct ApplyState {
+    /// Workers may not start entries above this (a checkpoint is cutting).
+    hold_above: Option<u64>,
+    /// Durable entries not applied yet.
+    unapplied: BTreeSet<u64>,
+    running: usize,
+    /// Highest seq made durable by the journal (delivered in order).
+    durable: u64,
+    /// Highest seq queued for apply (== `durable` in writeahead mode; in parallel mode
+    /// entries are queued before they are durable).
+    queued_max: u64,
+    /// Highest seq a checkpoint covered.
+    checkpointed: u64,
+}
+
+struct Shared<B: Backend> {
+    backend: B,
+    data_path: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    opts: JournalingOptions,
+    failed: Mutex<Option<Error>>,
+    apply: Mutex<ApplyState>,
+    apply_cv: Condvar,
+    /// Seq -> volume its entry starts in, for entries not yet checkpointed.
+    volumes: Mutex<BTreeMap<u64, u64>>,
+    /// Taken at shutdown, which disconnects the workers (they hold `Shared` too, so
+    /// dropping `Shared` alone would never end them).
+    work_tx: Mutex<Option<crossbeam_channel::Sender<Arc<Sequencer>>>>,
+    finisher_tx: Mutex<Option<crossbeam_channel::Sender<Task>>>,
+    ckpt_request: Mutex<bool>,
+    ckpt_cv: Condvar,
+    /// Serializes checkpoints.
+    ckpt_lock: Mutex<()>,
+}
+
+struct Running<B: Backend> {
+    shared: Arc<Shared<B>>,
+    journal: Arc<Journal>,
+    /// Next seq to assign; held while appending so journal order == seq order.
+    submit: Mutex<u64>,
+    sequencers: Mutex<HashMap<CollectionId, Arc<Sequencer>>>,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<Mutex<bool>>,
+}
+
+enum Mode<B: Backend> {
+    Unmounted,
+    Mounted(Box<Running<B>>),
+}
+
+/// An [`ObjectStore`] made of a [`Backend`] and the shared journal.
+pub struct JournaledStore<B: Backend> {
+    data_path: PathBuf,
+    opts: JournalingOptions,
+    vfs: Arc<dyn Vfs>,
+    mode: RwLock<Mode<B>>,
+    /// Held while mounted so two processes never serve the same store.
+    lock_file: Mutex<Option<std::fs::File>>,
+    /// Whether mount takes the lock file (only on the real filesystem).
+    lock_dir: bool,
+}
+
+impl<B: Backend> std::fmt::Debug for JournaledStore<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournaledStore")
+            .field("data_path", &self.data_path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking user callback must not wedge the store.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<B: Backend> Shared<B> {
+    fn check(&self) -> Result<()> {
+        match &*lock(&self.failed) {
+            Some(e) => Err(Error::failed(format!(
+                "store failed and must be remounted: {e}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, e: &Error) {
+        let mut f = lock(&self.failed);
+        if f.is_none() {
+            tracing::error!(error = %e, "store failing stop");
+            *f = Some(e.clone());
+        }
+        drop(f);
+        self.apply_cv.notify_all();
+    }
+
+    fn finish(&self, f: Box<dyn FnOnce() + Send>) {
+        let tx = lock(&self.finisher_tx).clone();
+        match tx {
+            Some(tx) => {
+                if let Err(e) = tx.send(f) {
+                    (e.into_inner())();
+                }
+            }
+            // The finisher is gone only during shutdown; run inline rather than drop a callback.
+            None => f(),
+        }
+    }
+
+    /// Queues a journaled entry for apply on its handle (writeahead: once durable;
+    /// parallel: as soon as it is appended).
+    fn enqueue(&self, seq_q: &Arc<Sequencer>, p: Pending) {
+        {
+            let mut a = lock(&self.apply);
+            a.queued_max = a.queued_max.max(p.seq);
+            a.unapplied.insert(p.seq);
+        }
+        let mut q = lock(&seq_q.queue);
+        q.queued = q.queued.max(p.seq);
+        q.q.push_back(p);
+        if !q.scheduled {
+            q.scheduled = true;
+            if let Some(tx) = &*lock(&self.work_tx) {
+                let _ = tx.send(seq_q.clone());
+            }
+        }
+    }
+
+    /// Journal thread: entry `seq` is durable (or the journal failed). `p` is the entry
+    /// still to apply (writeahead mode) or `None` (parallel mode: already queued).
+    fn on_durable(
+        &self,
+        seq_q: &Arc<Sequencer>,
+        seq: u64,
+        p: Option<Pending>,
+        on_commit: Option<crate::store::Callback>,
+        r: Result<()>,
+    ) {
+        match r {
+            Ok(()) => {
+                {
+                    let mut a = lock(&self.apply);
+                    a.durable = a.durable.max(seq);
+                }
+                self.apply_cv.notify_all();
+                if let Some(cb) = on_commit {
+                    self.finish(Box::new(move || cb(Ok(()))));
+                }
+                if let Some(p) = p {
+                    self.enqueue(seq_q, p);
+                }
+            }
+            Err(e) => {
+                self.fail(&e);
+                let e2 = e.clone();
+                if let Some(cb) = on_commit {
+                    self.finish(Box::new(move || cb(Err(e2))));
+                }
+                if let Some(cb) = p.and_then(|p| p.on_applied) {
+                    self.finish(Box::new(move || cb(Err(e))));
+                }
+            }
+        }
+    }
+
+    /// Apply worker: drains one sequencer in order.
+    fn drain(&self, sq: &Arc<Sequencer>) {
+        loop {
+            let p = {
+                let mut q = lock(&sq.queue);
+                match q.q.pop_front() {
+                    Some(p) => p,
+                    None => {
+                        q.scheduled = false;
+                        return;
+                    }
+                }
+            };
+            {
+                let mut a = lock(&self.apply);
+                while a.hold_above.is_some_and(|h| p.seq > h) && lock(&self.failed).is_none() {
+                    a = self.apply_cv.wait(a).unwrap_or_else(|e| e.into_inner());
+                }
+                a.running += 1;
+            }
+            let outcome = self.apply_entry(p.seq, &p.txns);
+            {
+                let mut a = lock(&self.apply);
+                a.running -= 1;
+                a.unapplied.remove(&p.seq);
+            }
+            self.apply_cv.notify_all();
+            if self.check().is_ok() {
+                lock(&sq.queue).applied = p.seq;
+                sq.applied_cv.notify_all();
+            }
+            if let Some(cb) = p.on_applied {
+                self.finish(Box::new(move || cb(outcome)));
+            }
+        }
+    }
+
+    /// Applies one entry's transactions; returns what `on_applied` reports.
+    fn apply_entry(&self, seq: u64, txns: &[Transaction]) -> Result<()> {
+        self.check()?;
+        let mut outcome = Ok(());
+        for t in txns {
+            match self.backend.apply(seq, t) {
+                Ok(Ok(())) => {}
+                Ok(Err(rejected)) => {
+                    if outcome.is_ok() {
+                        outcome = Err(rejected);
+                    }
+                }
+                Err(e) => {
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Makes the backend durable through the highest durable seq and trims the journal.
+    fn checkpoint(&self, journal: &Journal) -> Result<u64> {
+        let _serial = lock(&self.ckpt_lock);
+        self.check()?;
+        let cp = {
+            let mut a = lock(&self.apply);
+            let cp = a.queued_max;
+            a.hold_above = Some(cp);
+            while (a.running > 0 || a.unapplied.first().is_some_and(|s| *s <= cp))
+                && lock(&self.failed).is_none()
+            {
+                a = self.apply_cv.wait(a).unwrap_or_else(|e| e.into_inner());
+            }
+            cp
+        };
+        let r = self.checkpoint_at(journal, cp);
+        {
+            let mut a = lock(&self.apply);
+            a.hold_above = None;
+            if r.is_ok() {
+                a.checkpointed = cp;
+            }
+        }
+        self.apply_cv.notify_all();
+        if let Err(e) = &r {
+            self.fail(e);
+        }
+        r.map(|()| cp)
+    }
+
+    fn checkpoint_at(&self, journal: &Journal, cp: u64) -> Result<()> {
+        self.check()?;
+        self.backend.checkpoint(cp)?;
+        AtomicFileWriter::new(
+            &*self.vfs,
+            self.data_path.join(CHECKPOINT_FILE),
+            CHECKPOINT_MAGIC,
+        )
+        .write(&cp.to_le_bytes())
+        .map_err(journal_error)?;
+        let keep_from = {
+            let mut v = lock(&self.volumes);
+            let rest = v.split_off(&(cp + 1));
+            *v = rest;
+            v.values().next().copied()
+        };
+        let keep_from = keep_from.unwrap_or_else(|| journal.end_position().volume);
+        journal.trim_before(keep_from).map_err(journal_error)?;
+        tracing::debug!(seq = cp, keep_from, "checkpoint");
+        Ok(())
+    }
+
+    fn journal_bytes(&self, journal: &Journal) -> u64 {
+        journal.volumes().len() as u64 * journal.geometry().volume_size
+    }
+}
+
+/// Replays journal entries after the backend's durable seq.
+struct Replayer<'a, B: Backend> {
+    backend: &'a B,
+    after: u64,
+    next: u64,
+    want: Option<u64>,
+    data: Vec<u8>,
+    volumes: BTreeMap<u64, u64>,
+    error: Option<Error>,
+    replayed: u64,
+    rejected: u64,
+}
+
+impl<B: Backend> ScanCallbacks for Replayer<'_, B> {
+    fn meta(&mut self, pos: Position, meta: &[u8], _len: u64) -> MetaAction {
+        if self.error.is_some() {
+            return MetaAction::Stop;
+        }
+        let seq = match decode_entry_meta(meta) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error = Some(e.context(format!("journal entry at {pos}")));
+                return MetaAction::Stop;
+            }
+        };
+        if seq <= self.after {
+            return MetaAction::Skip;
+        }
+        if seq != self.next {
+            self.error = Some(Error::corrupt(format!(
+                "journal entry at {pos} has seq {seq}, expected {} (entries must be contiguous after checkpoint {})",
+                self.next, self.after
+            )));
+            return MetaAction::Stop;
+        }
+        self.volumes.insert(seq, pos.volume);
+        self.want = Some(seq);
+        self.data.clear();
+        MetaAction::ReadData
+    }
+
+    fn data(&mut self, chunk: &[u8], last: bool) -> ControlFlow<()> {
+        self.data.extend_from_slice(chunk);
+        if !last {
+            return ControlFlow::Continue(());
+        }
+        let Some(seq) = self.want.take() else {
+            return ControlFlow::Continue(());
+        };
+        let r = decode_entry(&self.data).and_then(|txns| {
+            for t in &txns {
+                if let Err(rej) = self.backend.apply(seq, t)? {
+                    tracing::debug!(seq, error = %rej, "replayed transaction rejected again");
+                    self.rejected += 1;
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => {
+                self.next = seq + 1;
+                self.replayed += 1;
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                self.error = Some(e.context(format!("replaying seq {seq}")));
+                ControlFlow::Break(())
+            }
+        }
+    }
+}
+
+/// What a mount found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountReport {
+    pub checkpoint: u64,
+    pub replayed: u64,
+    pub rejected_on_replay: u64,
+    pub torn_tail: Option<String>,
+    pub next_seq: u64,
+}
+
+impl<B: Backend> JournaledStore<B> {
+    /// A store on `data_path` with default options.
+    pub fn new(data_path: impl Into<PathBuf>) -> JournaledStore<B> {
+        JournaledStore::with_options(data_path, JournalingOptions::default())
+    }
+
+    pub fn with_options(
+        data_path: impl Into<PathBuf>,
+        opts: JournalingOptions,
+    ) -> JournaledStore<B> {
+        let mut s = JournaledStore::with_vfs(data_path, opts, Arc::new(RealFs::new()));
+        s.lock_dir = true;
+        s
+    }
+
+    /// A store whose every file (superblock, checkpoint, journal, and the backend's own
+    /// files when it routes them through `vfs`) lives on `vfs`, e.g. a simulated disk in
+    /// crash tests. No lock file is taken: `vfs` may not be a real filesystem.
+    pub fn with_vfs(
+        data_path: impl Into<PathBuf>,
+        opts: JournalingOptions,
+        vfs: Arc<dyn Vfs>,
+    ) -> JournaledStore<B> {
+        JournaledStore {
+            data_path: data_path.into(),
+            opts,
+            vfs,
+            mode: RwLock::new(Mode::Unmounted),
+            lock_file: Mutex::new(None),
+            lock_dir: false,
+        }
+    }
+
+    /// Takes the exclusive lock on the data directory (like Ceph's fsid lock), so a
+    /// second mount of the same store, in this process or another, fails with EBUSY-like
+    /// EEXIST instead of silently racing.
+    fn take_lock(&self) -> Result<()> {
+        let p = self.data_path.join("lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::from(e).context(format!("opening {}", p.display())))?;
+        match f.try_lock() {
+            Ok(()) => {
+                *lock(&self.lock_file) = Some(f);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::exists(format!(
+                "store at {} is already mounted by another user (lock held on {})",
+                self.data_path.display(),
+                p.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::from(e).context(format!("locking {}", p.display())))
+            }
+        }
+    }
+
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.opts
+            .journal_path
+            .clone()
+            .unwrap_or_else(|| self.data_path.join("journal"))
+    }
+
+    fn running(&self) -> Result<std::sync::RwLockReadGuard<'_, Mode<B>>> {
+        let g = self
+            .mode
+            .read()
+            .map_err(|_| Error::failed("store lock poisoned"))?;
+        match &*g {
+            Mode::Mounted(r) => {
+                r.shared.check()?;
+                Ok(g)
+            }
+            Mode::Unmounted => Err(Error::not_mounted(format!(
+                "store at {} is not mounted",
+                self.data_path.display()
+            ))),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Running<B>) -> Result<T>) -> Result<T> {
+        let g = self.running()?;
+        match &*g {
+            Mode::Mounted(r) => f(r),
+            Mode::Unmounted => Err(Error::not_mounted("store is not mounted")),
+        }
+    }
+
+    fn backend_read<T>(&self, f: impl FnOnce(&B) -> Result<T>) -> Result<T> {
+        self.with(|r| f(&r.shared.backend))
+    }
+
+    /// A read through a handle: first waits until every transaction of the handle that
+    /// is already committed has been applied, so whoever saw `on_commit` reads its own
+    /// write (FileStore flushed its sequencer before list and empty; we do it for all
+    /// reads). Transactions still in flight to the journal are not waited for.
+    fn handle_read<T>(&self, ch: &CollectionHandle, f: impl FnOnce(&B) -> Result<T>) -> Result<T> {
+        self.with(|r| {
+            if let Some(sq) = ch.backend::<Sequencer>() {
+                let mut q = lock(&sq.queue);
+                let target = q.queued;
+                while q.applied < target {
+                    r.shared.check()?;
+                    q = sq
+                        .applied_cv
+                        .wait_timeout(q, Duration::from_millis(20))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+            f(&r.shared.backend)
+        })
+    }
+
+    /// Mounts and reports what replay did.
+    pub fn mount_report(&self) -> Result<MountReport> {
+        let mut g = self
+            .mode
+            .write()
+            .map_err(|_| Error::failed("store lock poisoned"))?;
+        if let Mode::Mounted(_) = &*g {
+            return Err(Error::not_mounted("store is already mounted"));
+        }
+        Superblock::read_expect(&*self.vfs, &self.data_path, B::STORE_TYPE)?;
+        if self.lock_dir {
+            self.take_lock()?;
+        }
+        let r = self.mount_locked();
+        if r.is_err() {
+            *lock(&self.lock_file) = None;
+        }
+        let (running, report) = r?;
+        *g = Mode::Mounted(Box::new(running));
+        tracing::info!(path = %self.data_path.display(), ?report, "mounted");
+        Ok(report)
+    }
+
+    fn mount_locked(&self) -> Result<(Running<B>, MountReport)> {
+        let backend = B::open(&self.data_path, self.vfs.clone());
+        if self.opts.mode == JournalMode::Parallel && !backend.snapshot_checkpoints() {
+            return Err(Error::invalid(format!(
+                "the parallel journal mode needs snapshot checkpoints, which the {} backend \
+                 does not have here; use writeahead",
+                B::STORE_TYPE
+            )));
+        }
+        let durable = backend.mount()?;
+        let recorded = read_checkpoint(&*self.vfs, &self.data_path)?;
+        if recorded > durable {
+            return Err(Error::corrupt(format!(
+                "checkpoint file says seq {recorded} is durable but the {} backend holds only seq {durable}",
+                B::STORE_TYPE
+            )));
+        }
+        let mut rp = Replayer {
+            backend: &backend,
+            after: durable,
+            next: durable + 1,
+            want: None,
+            data: Vec::new(),
+            volumes: BTreeMap::new(),
+            error: None,
+            replayed: 0,
+            rejected: 0,
+        };
+        let (journal, outcome) = Journal::open(
+            self.vfs.clone(),
+            &self.journal_path(),
+            self.opts.journal.clone(),
+            &mut rp,
+        )
+        .map_err(journal_error)?;
+        if let Some(e) = rp.error.take() {
+            let _ = journal.close();
+            return Err(e);
+        }
+        let torn_tail = match &outcome.tail {
+            ostore_journal::Tail::Torn { at, reason } => {
+                tracing::warn!(at = %at, reason, "journal ends in a torn write; it is ignored");
+                Some(format!("{at}: {reason}"))
+            }
+            _ => None,
+        };
+        let report = MountReport {
+            checkpoint: durable,
+            replayed: rp.replayed,
+            rejected_on_replay: rp.rejected,
+            torn_tail,
+            next_seq: rp.next,
+        };
+        let volumes = std::mem::take(&mut rp.volumes);
+        let last = rp.next - 1;
+        drop(rp);
+
+        let (work_tx, work_rx) = crossbeam_channel::unbounded::<Arc<Sequencer>>();
+        let (fin_tx, fin_rx) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+        let shared = Arc::new(Shared {
+            backend,
+            data_path: self.data_path.clone(),
+            vfs: self.vfs.clone(),
+            opts: self.opts.clone(),
+            failed: Mutex::new(None),
+            apply: Mutex::new(ApplyState {
+                durable: last,
+                queued_max: last,
+                checkpointed: durable,
+                ..Default::default()
+            }),
+            apply_cv: Condvar::new(),
+            volumes: Mutex::new(volumes),
+            work_tx: Mutex::new(Some(work_tx)),
+            finisher_tx: Mutex::new(Some(fin_tx)),
+            ckpt_request: Mutex::new(false),
+            ckpt_cv: Condvar::new(),
+            ckpt_lock: Mutex::new(()),
+        });
+        let journal = Arc::new(journal);
+        let stop = Arc::new(Mutex::new(false));
+        let mut threads = Vec::new();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| Error::from(e).context("spawning a store thread"))
+        };
+        for i in 0..self.opts.apply_threads.max(1) {
+            let sh = shared.clone();
+            let rx = work_rx.clone();
+            threads.push(spawn(
+                format!("ostore-apply-{i}"),
+                Box::new(move || {
+                    while let Ok(sq) = rx.recv() {
+                        sh.drain(&sq);
+                    }
+                }),
+            )?);
+        }
+        threads.push(spawn(
+            "ostore-finisher".into(),
+            Box::new(move || {
+                while let Ok(f) = fin_rx.recv() {
+                    f();
+                }
+            }),
+        )?);
+        {
+            let sh = shared.clone();
+            let j = journal.clone();
+            let stop = stop.clone();
+            threads.push(spawn(
+                "ostore-checkpoint".into(),
+                Box::new(move || checkpoint_loop(&sh, &j, &stop)),
+            )?);
+        }
+        // Replayed state becomes the new base at once, so the journal can be trimmed.
+        if report.replayed > 0 {
+            shared.checkpoint(&journal)?;
+        }
+        Ok((
+            Running {
+                shared,
+                journal,
+                submit: Mutex::new(last + 1),
+                sequencers: Mutex::new(HashMap::new()),
+                threads,
+                stop,
+            },
+            report,
+        ))
+    }
+
+    /// Checkpoints now (tests and tools); returns the seq made durable.
+    pub fn checkpoint_now(&self) -> Result<u64> {
+        self.with(|r| r.shared.checkpoint(&r.journal))
+    }
+
+    /// The seq the next transaction will get.
+    pub fn next_seq(&self) -> Result<u64> {
+        self.with(|r| Ok(*lock(&r.submit)))
+    }
+
+    fn sequencer(&self, r: &Running<B>, cid: &CollectionId) -> Arc<Sequencer> {
+        lock(&r.sequencers).entry(*cid).or_default().clone()
+    }
+
+    fn handle(&self, r: &Running<B>, cid: &CollectionId) -> CollectionHandle {
+        CollectionHandle::new(*cid, self.sequencer(r, cid))
+    }
+
+    fn shutdown(&self, r: Running<B>, checkpoint: bool) -> Result<()> {
+        // Wait for every queued entry to apply, then make it durable.
+        let mut result = Ok(());
+        if checkpoint && r.shared.check().is_ok() {
+            // Let appends in flight become durable and apply.
+            {
+                let next = *lock(&r.submit);
+                let mut a = lock(&r.shared.apply);
+                while (a.durable + 1 < next || a.running > 0 || !a.unapplied.is_empty())
+                    && lock(&r.shared.failed).is_none()
+                {
+                    a = r
+                        .shared
+                        .apply_cv
+                        .wait_timeout(a, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+            result = r.shared.checkpoint(&r.journal).map(|_| ());
+        }
+        {
+            let _g = lock(&r.shared.ckpt_request);
+            *lock(&r.stop) = true;
+        }
+        r.shared.ckpt_cv.notify_all();
+        let Running {
+            shared,
+            journal,
+            threads,
+            ..
+        } = r;
+        match Arc::try_unwrap(journal) {
+            Ok(j) => {
+                if let Err(e) = j.close() {
+                    if result.is_ok() {
+                        result = Err(journal_error(e));
+                    }
+                }
+            }
+            Err(_) => tracing::warn!("journal still referenced at umount"),
+        }
+        let backend_result = shared.backend.umount();
+        *lock(&self.lock_file) = None;
+        // Disconnecting the channels ends the workers and the finisher (after it ran what
+        // was already queued).
+        lock(&shared.work_tx).take();
+        lock(&shared.finisher_tx).take();
+        drop(shared);
+        for t in threads {
+            let _ = t.join();
+        }
+        result.and(backend_result)
+    }
+}
+
+fn checkpoint_loop<B: Backend>(sh: &Arc<Shared<B>>, j: &Arc<Journal>, stop: &Arc<Mutex<bool>>) {
+    let mut last = Instant::now();
+    loop {
+        {
+            let mut req = lock(&sh.ckpt_request);
+            // `stop` is set under this lock, so checking it here cannot miss the wakeup.
+            if *lock(stop) {
+                return;
+            }
+            if !*req {
+                req = sh
+                    .ckpt_cv
+                    .wait_timeout(req, Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            if *lock(stop) {
+                return;
+            }
+            let due = last.elapsed() >= sh.opts.checkpoint_interval
+                || sh.journal_bytes(j) >= sh.opts.checkpoint_fill_bytes;
+            if !*req && !due {
+                continue;
+            }
+            *req = false;
+        }
+        let pending = {
+            let a = lock(&sh.apply);
+            a.queued_max > a.checkpointed
+        };
+        if pending && sh.check().is_ok() {
+            if let Err(e) = sh.checkpoint(j) {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+        }
+        last = Instant::now();
+        sh.ckpt_cv.notify_all();
+    }
+}
+
+impl<B: Backend> ObjectStore for JournaledStore<B> {
+    fn store_type(&self) -> &'static str {
+        B::STORE_TYPE
+    }
+
+    fn mkfs(&self) -> Result<()> {
+        self.vfs.create_dir_all(&self.data_path).map_err(|e| {
+            Error::from(e).context(format!("creating {}", self.data_path.display()))
+        })?;
+        let backend = B::open(&self.data_path, self.vfs.clone());
+        match Superblock::read_vfs(&*self.vfs, &self.data_path) {
+            Ok(sb) => {
+                return Err(Error::exists(format!(
+                    "{} already holds a {} store",
+                    self.data_path.display(),
+                    sb.store_type
+                )))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        backend.mkfs()?;
+        let jp = self.journal_path();
+        if self.vfs.exists(&jp.join("journal.info")).unwrap_or(false) {
+            // A journal left by an interrupted mkfs holds nothing committed: start over.
+            for name in self.vfs.list_dir(&jp).unwrap_or_default() {
+                let p = jp.join(&name);
+                self.vfs.remove(&p).map_err(|e| {
+                    Error::from(e)
+                        .context(format!("removing {} left by an earlier mkfs", p.display()))
+                })?;
+            }
+            self.vfs
+                .sync_dir(&jp)
+                .map_err(|e| Error::from(e).context(format!("syncing {}", jp.display())))?;
+        }
+        Journal::create(&*self.vfs, &jp, self.opts.geometry).map_err(journal_error)?;
+        // The superblock last: until it exists the directory reads as unformatted.
+        Superblock::new(B::STORE_TYPE)?.write(&*self.vfs, &self.data_path)
+    }
+
+    fn mount(&self) -> Result<()> {
+        self.mount_report().map(|_| ())
+    }
+
+    fn umount(&self) -> Result<()> {
+        let mut g = self
+            .mode
+            .write()
+            .map_err(|_| Error::failed("store lock poisoned"))?;
+        match std::mem::replace(&mut *g, Mode::Unmounted) {
+            Mode::Mounted(r) => self.shutdown(*r, true),
+            Mode::Unmounted => Err(Error::not_mounted("store is not mounted")),
+        }
+    }
+
+    fn statfs(&self) -> Result<StoreStatfs> {
+        self.backend_read(|b| b.statfs())
+    }
+
+    fn create_new_collection(&self, cid: &CollectionId) -> Result<CollectionHandle> {
+        self.with(|r| Ok(self.handle(r, cid)))
+    }
+
+    fn open_collection(&self, cid: &CollectionId) -> Result<CollectionHandle> {
+        self.with(|r| {
+            if !r.shared.backend.collection_exists(cid)? {
+                return Err(Error::not_found(format!("collection {cid} does not exist")));
+            }
+            Ok(self.handle(r, cid))
+        })
+    }
+
+    fn queue_transactions(
+        &self,
+        ch: &CollectionHandle,
+        txns: Vec<Transaction>,
+        completion: Completion,
+    ) -> Result<()> {
+        for (i, t) in txns.iter().enumerate() {
+            t.validate()
+                .map_err(|e| e.context(format!("transaction {i}")))?;
+        }
+        let data = encode_entry(&txns)?;
+        self.with(|r| {
+            let sh = &r.shared;
+            // Throttle instead of failing when the journal is over budget.
+            while sh.journal_bytes(&r.journal) > sh.opts.max_journal_bytes {
+                sh.check()?;
+                *lock(&sh.ckpt_request) = true;
+                sh.ckpt_cv.notify_all();
+                let g = lock(&sh.ckpt_request);
+                let _ = sh.ckpt_cv.wait_timeout(g, Duration::from_millis(100));
+            }
+            let sq = match ch.backend::<Sequencer>() {
+                Some(_) => self.sequencer(r, ch.cid()),
+                None => return Err(Error::invalid("collection handle belongs to another store")),
+            };
+            let Completion {
+                on_applied,
+                on_commit,
+            } = completion;
+            let mut next = lock(&r.submit);
+            let seq = *next;
+            let shared = sh.clone();
+            let p = Pending {
+                seq,
+                txns,
+                on_applied,
+            };
+            let sq2 = sq.clone();
+            let parallel = sh.opts.mode == JournalMode::Parallel;
+            // Writeahead: the entry applies once durable, from the journal's callback.
+            // Parallel: it is queued for apply right after the append, below.
+            let (to_apply, deferred) = if parallel {
+                (Some(p), None)
+            } else {
+                (None, Some(p))
+            };
+            let cell = Arc::new(Mutex::new(Some((deferred, on_commit))));
+            let cell2 = cell.clone();
+            let h = r.journal.append_with(&entry_meta(seq), &data, move |res| {
+                if let Some((p, oc)) = lock(&cell2).take() {
+                    shared.on_durable(&sq2, seq, p, oc, res.map_err(journal_error));
+                }
+            });
+            match h {
+                Ok(h) => {
+                    *next += 1;
+                    lock(&sh.volumes).insert(seq, h.position().volume);
+                    if let Some(p) = to_apply {
+                        sh.enqueue(&sq, p);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    let e = journal_error(e);
+                    sh.fail(&e);
+                    // Nothing was appended: report to the callbacks too, once.
+                    if let Some((p, oc)) = lock(&cell).take() {
+                        if let Some(cb) = oc {
+                            cb(Err(e.clone()));
+                        }
+                        if let Some(cb) = p.or(to_apply).and_then(|p| p.on_applied) {
+                            cb(Err(e.clone()));
+                        }
+                    }
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn exists(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<bool> {
+        self.handle_read(ch, |b| b.exists(ch.cid(), oid))
+    }
+    fn stat(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<ObjectStat> {
+        self.handle_read(ch, |b| b.stat(ch.cid(), oid))
+    }
+    fn read(&self, ch: &CollectionHandle, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>> {
+        self.handle_read(ch, |b| b.read(ch.cid(), oid, off, len))
+    }
+    fn fiemap(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        off: u64,
+        len: u64,
+    ) -> Result<BTreeMap<u64, u64>> {
+        self.handle_read(ch, |b| b.fiemap(ch.cid(), oid, off, len))
+    }
+    fn getattr(&self, ch: &CollectionHandle, oid: &ObjectId, name: &str) -> Result<Vec<u8>> {
+        self.handle_read(ch, |b| b.getattr(ch.cid(), oid, name))
+    }
+    fn getattrs(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>> {
+        self.handle_read(ch, |b| b.getattrs(ch.cid(), oid))
+    }
+    fn list_collections(&self) -> Result<Vec<CollectionId>> {
+        self.backend_read(|b| b.list_collections())
+    }
+    fn collection_exists(&self, cid: &CollectionId) -> Result<bool> {
+        self.backend_read(|b| b.collection_exists(cid))
+    }
+    fn collection_empty(&self, ch: &CollectionHandle) -> Result<bool> {
+        self.handle_read(ch, |b| b.collection_empty(ch.cid()))
+    }
+    fn collection_bits(&self, ch: &CollectionHandle) -> Result<u32> {
+        self.handle_read(ch, |b| b.collection_bits(ch.cid()))
+    }
+    fn collection_list(
+        &self,
+        ch: &CollectionHandle,
+        start: &ObjectId,
+        end: &ObjectId,
+        max: usize,
+    ) -> Result<(Vec<ObjectId>, ObjectId)> {
+        self.handle_read(ch, |b| b.collection_list(ch.cid(), start, end, max))
+    }
+    fn omap_get(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<OmapContents> {
+        self.handle_read(ch, |b| b.omap_get(ch.cid(), oid))
+    }
+    fn omap_get_header(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<Vec<u8>> {
+        self.handle_read(ch, |b| b.omap_get_header(ch.cid(), oid))
+    }
+    fn omap_get_keys(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeSet<OmapKey>> {
+        self.handle_read(ch, |b| b.omap_get_keys(ch.cid(), oid))
+    }
+    fn omap_get_values(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        keys: &BTreeSet<OmapKey>,
+    ) -> Result<BTreeMap<OmapKey, Vec<u8>>> {
+        self.handle_read(ch, |b| b.omap_get_values(ch.cid(), oid, keys))
+    }
+    fn omap_check_keys(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        keys: &BTreeSet<OmapKey>,
+    ) -> Result<BTreeSet<OmapKey>> {
+        self.handle_read(ch, |b| b.omap_check_keys(ch.cid(), oid, keys))
+    }
+    fn omap_iterator(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+    ) -> Result<Box<dyn OmapIterator + Send>> {
+        self.handle_read(ch, |b| b.omap_iterator(ch.cid(), oid))
+    }
+}
+
+impl<B: Backend> Drop for JournaledStore<B> {
+    fn drop(&mut self) {
+        // A store dropped while mounted stops its threads without a checkpoint: what is
+        // durable is in the journal, exactly as after a crash.
+        if let Ok(g) = self.mode.get_mut() {
+            if let Mode::Mounted(r) = std::mem::replace(g, Mode::Unmounted) {
+                let _ = self.shutdown(*r, false);
+            }
+        }
+    }
+}
