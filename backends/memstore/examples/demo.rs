@@ -48,7 +48,14 @@ fn run() -> Result<()> {
         t.write(cid, &oid, 0, data)
             .setattr(cid, &oid, "_", format!("oi:{name}").into_bytes())
             .setattr(cid, &oid, "snapset", b"head".to_vec())
-            .omap_setkeys(cid, &oid, BTreeMap::from([(format!("0000000001.{i:020}").into_bytes(), b"log entry".to_vec())]));
+            .omap_setkeys(
+                cid,
+                &oid,
+                BTreeMap::from([(
+                    format!("0000000001.{i:020}").into_bytes(),
+                    b"log entry".to_vec(),
+                )]),
+            );
         store.apply_transaction(&ch, t)?;
         expected += 4096;
     }
@@ -64,11 +71,15 @@ fn run() -> Result<()> {
     let split_to = CollectionId::pg(1, 4);
     let ch0 = store.open_collection(&pgs[0])?;
     let mut t = Transaction::new();
-    t.create_collection(&split_to, 3).split_collection(&pgs[0], 3, 4, &split_to);
+    t.create_collection(&split_to, 3)
+        .split_collection(&pgs[0], 3, 4, &split_to);
     store.apply_transaction(&ch0, t)?;
 
     let st = store.statfs()?;
-    println!("applied 256 object writes, 1 clone, 1 split: {} objects in {} collections, {} data bytes", st.objects, st.collections, st.data_stored);
+    println!(
+        "applied 256 object writes, 1 clone, 1 split: {} objects in {} collections, {} data bytes",
+        st.objects, st.collections, st.data_stored
+    );
 
     store.umount()?;
     let store: Arc<dyn ObjectStore> = Arc::new(MemStore::new(&dir));
@@ -82,32 +93,47 @@ fn run() -> Result<()> {
     for cid in store.list_collections()? {
         let ch = store.open_collection(&cid)?;
         let bits = store.collection_bits(&ch)?;
-        let (list, next) = store.collection_list(&ch, &ObjectId::min(), &ObjectId::max_sentinel(), usize::MAX)?;
+        let (list, next) =
+            store.collection_list(&ch, &ObjectId::min(), &ObjectId::max_sentinel(), usize::MAX)?;
         assert!(next.is_max());
-        assert!(list.windows(2).all(|w| w[0] < w[1]), "listing out of order in {cid}");
+        assert!(
+            list.windows(2).all(|w| w[0] < w[1]),
+            "listing out of order in {cid}"
+        );
         for oid in &list {
             let seed = cid.pgid().map(|p| p.seed).unwrap_or(0);
             if !oid.matches(bits, seed) {
-                return Err(ostore_os::Error::corrupt(format!("{oid} is in {cid} but its hash belongs elsewhere")));
+                return Err(ostore_os::Error::corrupt(format!(
+                    "{oid} is in {cid} but its hash belongs elsewhere"
+                )));
             }
             let data = store.read(&ch, oid, 0, 0)?;
-            let i: u32 = u32::from_str_radix(oid.name.rsplit('.').next().unwrap_or("0"), 16).unwrap_or(0);
+            let i: u32 =
+                u32::from_str_radix(oid.name.rsplit('.').next().unwrap_or("0"), 16).unwrap_or(0);
             let want: Vec<u8> = (0..4096u32).map(|b| (b ^ i) as u8).collect();
             if data != want {
-                return Err(ostore_os::Error::corrupt(format!("{oid}: data differs after remount")));
+                return Err(ostore_os::Error::corrupt(format!(
+                    "{oid}: data differs after remount"
+                )));
             }
             let oi = store.getattr(&ch, oid, "_")?;
             if oi != format!("oi:{}", oid.name).into_bytes() {
-                return Err(ostore_os::Error::corrupt(format!("{oid}: attr differs after remount")));
+                return Err(ostore_os::Error::corrupt(format!(
+                    "{oid}: attr differs after remount"
+                )));
             }
             seen += data.len() as u64;
             objects += 1;
         }
     }
     if objects != 257 || seen != expected + 4096 {
-        return Err(ostore_os::Error::corrupt(format!("expected 257 objects, found {objects}")));
+        return Err(ostore_os::Error::corrupt(format!(
+            "expected 257 objects, found {objects}"
+        )));
     }
-    println!("verified {objects} objects ({seen} bytes): data, attrs, placement and order all correct");
+    println!(
+        "verified {objects} objects ({seen} bytes): data, attrs, placement and order all correct"
+    );
     store.umount()?;
     std::fs::remove_dir_all(&dir).ok();
     println!("ok");

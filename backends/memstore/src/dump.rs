@@ -22,10 +22,11 @@
 //! (`bytes`/`str` = u32 length + bytes.) The trailer carries the length so the file can
 //! be streamed out without holding a second copy of the state in memory.
 
-use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
+
+use ostore_journal::{OpenMode, Vfs, VfsFile};
 
 use ostore_os::codec::{Decoder, Encoder};
 use ostore_os::transaction::{decode_collection, decode_object, encode_collection, encode_object};
@@ -76,15 +77,34 @@ fn encode_object_body(e: &mut Encoder, oid: &ostore_os::ObjectId, o: &Object) {
     }
 }
 
+/// Appends to a [`VfsFile`] at increasing offsets, so a `BufWriter` can stream into it.
+struct VfsWriter {
+    file: Box<dyn VfsFile>,
+    off: u64,
+}
+
+impl Write for VfsWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_at(buf, self.off)?;
+        self.off += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes `state` to `path` atomically.
-pub fn write(path: &Path, state: &State) -> Result<()> {
+pub fn write(vfs: &dyn Vfs, path: &Path, state: &State) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("dump.tmp");
     let io =
         |e: std::io::Error, what: &str| Error::from(e).context(format!("{what} {}", tmp.display()));
-    let f = fs::File::create(&tmp).map_err(|e| io(e, "creating"))?;
+    let f = vfs
+        .open(&tmp, OpenMode::CreateTruncate)
+        .map_err(|e| io(e, "creating"))?;
     let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, f),
+        inner: BufWriter::with_capacity(1 << 20, VfsWriter { file: f, off: 0 }),
         crc: 0,
         len: 0,
     };
@@ -121,18 +141,17 @@ pub fn write(path: &Path, state: &State) -> Result<()> {
     let f = inner
         .into_inner()
         .map_err(|e| io(e.into_error(), "writing"))?;
-    f.sync_all().map_err(|e| io(e, "syncing"))?;
+    f.file.sync_all().map_err(|e| io(e, "syncing"))?;
     drop(f);
-    fs::rename(&tmp, path)
+    vfs.rename(&tmp, path)
         .map_err(|e| Error::from(e).context(format!("renaming onto {}", path.display())))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+    vfs.sync_dir(dir)
         .map_err(|e| Error::from(e).context(format!("syncing directory {}", dir.display())))
 }
 
 /// Reads and verifies a dump. Any damage is an EUCLEAN error naming the file.
-pub fn read(path: &Path) -> Result<State> {
-    let buf = fs::read(path)
+pub fn read(vfs: &dyn Vfs, path: &Path) -> Result<State> {
+    let buf = ostore_os::superblock::read_file(vfs, path)
         .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
     decode(&buf).map_err(|e| e.context(path.display()))
 }
@@ -258,9 +277,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(FILE_NAME);
         let s = sample();
-        write(&p, &s).unwrap();
-        assert_eq!(read(&p).unwrap(), s);
-        let b = fs::read(&p).unwrap();
+        let vfs = ostore_journal::RealFs::new();
+        write(&vfs, &p, &s).unwrap();
+        assert_eq!(read(&vfs, &p).unwrap(), s);
+        let b = std::fs::read(&p).unwrap();
         for i in (0..b.len()).step_by(7) {
             let mut g = b.clone();
             g[i] ^= 0x40;

@@ -1,9 +1,12 @@
-//! MemStore: every collection and object in memory, with the whole state dumped to
-//! `memstore.dump` on umount (atomically) and loaded on mount.
+//! MemStore: every collection and object in memory, committed through the shared
+//! journal, with the whole state dumped to `memstore.dump` at each checkpoint.
 //!
-//! Transactions apply under one state lock, so they are atomic and totally ordered;
-//! per-handle order follows. Each applied transaction advances a sequence number that
-//! the dump records, so a journal replay (issue 4) can start right after it.
+//! [`MemBackend`] is the [`Backend`]; [`MemStore`] is it driven by the journaling layer
+//! ([`JournaledStore`]), so a MemStore survives kill -9: mount loads the last dump and
+//! replays the journal after the seq the dump records. Replay is exactly-once because
+//! the dump and its seq are written in one atomic file.
+//!
+//! Each transaction applies atomically under the state lock (precheck, then ops).
 //!
 //! Object data lives in copy-on-write pages ([`pages`]), so clone and whole-object
 //! moves (rename, split, merge) copy pointers, not bytes.
@@ -13,13 +16,13 @@ pub mod pages;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use ostore_os::store::{Completion, ObjectStat, OmapIterator, SnapshotOmapIterator, StoreStatfs};
-use ostore_os::superblock::Superblock;
+use ostore_journal::Vfs;
+use ostore_os::journaling::{Backend, JournaledStore};
+use ostore_os::store::{ObjectStat, OmapContents, OmapIterator, SnapshotOmapIterator, StoreStatfs};
 use ostore_os::{
-    precheck, CollectionHandle, CollectionId, Error, ObjectId, ObjectStore, OmapKey, Op, Result,
-    StateView, Transaction,
+    precheck, CollectionId, Error, ErrorKind, ObjectId, OmapKey, Op, Result, StateView, Transaction,
 };
 
 use crate::pages::Pages;
@@ -363,75 +366,31 @@ impl State {
     }
 }
 
+/// The in-memory backend: all state behind one lock, dumped at checkpoints.
 #[derive(Debug)]
-enum Mode {
-    Unmounted,
-    Mounted(Box<State>),
-    /// Fail-stop: an unrecoverable error happened; remount to recover.
-    Failed(Error),
-}
-
-/// The in-memory store. Create with [`MemStore::new`] on a data directory.
-#[derive(Debug)]
-pub struct MemStore {
+pub struct MemBackend {
     path: PathBuf,
-    mode: RwLock<Mode>,
+    vfs: Arc<dyn Vfs>,
+    state: RwLock<State>,
+    /// Seq of the last dump written, so an idle checkpoint writes nothing.
+    dumped: Mutex<Option<u64>>,
 }
 
-impl MemStore {
-    pub fn new(path: impl Into<PathBuf>) -> MemStore {
-        MemStore {
-            path: path.into(),
-            mode: RwLock::new(Mode::Unmounted),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
+impl MemBackend {
     fn dump_path(&self) -> PathBuf {
         self.path.join(dump::FILE_NAME)
     }
 
-    fn read_mode(&self) -> Result<RwLockReadGuard<'_, Mode>> {
-        self.mode
+    fn read_state(&self) -> Result<RwLockReadGuard<'_, State>> {
+        self.state
             .read()
-            .map_err(|_| Error::failed("memstore lock poisoned"))
+            .map_err(|_| Error::failed("memstore state lock poisoned"))
     }
 
-    fn write_mode(&self) -> Result<RwLockWriteGuard<'_, Mode>> {
-        self.mode
+    fn write_state(&self) -> Result<RwLockWriteGuard<'_, State>> {
+        self.state
             .write()
-            .map_err(|_| Error::failed("memstore lock poisoned"))
-    }
-
-    fn with_state<T>(&self, f: impl FnOnce(&State) -> Result<T>) -> Result<T> {
-        let g = self.read_mode()?;
-        match &*g {
-            Mode::Mounted(s) => f(s),
-            Mode::Unmounted => Err(Error::not_mounted("memstore is not mounted")),
-            Mode::Failed(e) => Err(Error::failed(format!(
-                "memstore failed earlier and must be remounted: {e}"
-            ))),
-        }
-    }
-
-    fn with_object<T>(
-        &self,
-        ch: &CollectionHandle,
-        oid: &ObjectId,
-        f: impl FnOnce(&Object) -> Result<T>,
-    ) -> Result<T> {
-        self.with_state(|s| {
-            let c = s.colls.get(ch.cid()).ok_or_else(|| {
-                Error::not_found(format!("collection {} does not exist", ch.cid()))
-            })?;
-            let o = c.objects.get(oid).ok_or_else(|| {
-                Error::not_found(format!("object {oid} does not exist in {}", ch.cid()))
-            })?;
-            f(o)
-        })
+            .map_err(|_| Error::failed("memstore state lock poisoned"))
     }
 
     fn with_collection<T>(
@@ -439,157 +398,120 @@ impl MemStore {
         cid: &CollectionId,
         f: impl FnOnce(&Collection) -> Result<T>,
     ) -> Result<T> {
-        self.with_state(|s| {
-            let c = s
-                .colls
-                .get(cid)
-                .ok_or_else(|| Error::not_found(format!("collection {cid} does not exist")))?;
-            f(c)
+        let s = self.read_state()?;
+        let c = s
+            .colls
+            .get(cid)
+            .ok_or_else(|| Error::not_found(format!("collection {cid} does not exist")))?;
+        f(c)
+    }
+
+    fn with_object<T>(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        f: impl FnOnce(&Object) -> Result<T>,
+    ) -> Result<T> {
+        self.with_collection(cid, |c| {
+            let o = c
+                .objects
+                .get(oid)
+                .ok_or_else(|| Error::not_found(format!("object {oid} does not exist in {cid}")))?;
+            f(o)
         })
     }
 
-    /// A copy of the whole state (for tests and tools).
+    /// A copy of the whole state (tests and tools compare stores with it).
     pub fn snapshot(&self) -> Result<State> {
-        self.with_state(|s| Ok(s.clone()))
+        Ok(self.read_state()?.clone())
     }
 }
 
-fn handle(cid: &CollectionId) -> CollectionHandle {
-    CollectionHandle::new(*cid, Arc::new(()))
-}
+impl Backend for MemBackend {
+    const STORE_TYPE: &'static str = STORE_TYPE;
 
-impl ObjectStore for MemStore {
-    fn store_type(&self) -> &'static str {
-        STORE_TYPE
+    fn open(data_path: &Path, vfs: Arc<dyn Vfs>) -> MemBackend {
+        MemBackend {
+            path: data_path.to_path_buf(),
+            vfs,
+            state: RwLock::new(State::default()),
+            dumped: Mutex::new(None),
+        }
     }
 
     fn mkfs(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.path)
-            .map_err(|e| Error::from(e).context(format!("creating {}", self.path.display())))?;
-        match Superblock::read(&self.path) {
-            Ok(sb) => {
-                return Err(Error::exists(format!(
-                    "{} already holds a {} store",
-                    self.path.display(),
-                    sb.store_type
-                )));
-            }
-            Err(e) if e.kind() == ostore_os::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        // The dump first: a crash between the two leaves no superblock, so the
-        // directory still reads as unformatted rather than as a store without data.
-        dump::write(&self.dump_path(), &State::default())?;
-        Superblock::new(STORE_TYPE)?.write(&self.path)
+        dump::write(&*self.vfs, &self.dump_path(), &State::default())
     }
 
-    fn mount(&self) -> Result<()> {
-        let mut g = self.write_mode()?;
-        if let Mode::Mounted(_) = &*g {
-            return Err(Error::not_mounted("memstore is already mounted"));
-        }
-        Superblock::read_expect(&self.path, STORE_TYPE)?;
-        let state = dump::read(&self.dump_path())?;
-        tracing::debug!(path = %self.path.display(), seq = state.seq, "memstore mounted");
-        *g = Mode::Mounted(Box::new(state));
-        Ok(())
+    fn mount(&self) -> Result<u64> {
+        let state = dump::read(&*self.vfs, &self.dump_path())?;
+        let seq = state.seq;
+        *self.write_state()? = state;
+        *self
+            .dumped
+            .lock()
+            .map_err(|_| Error::failed("memstore lock poisoned"))? = Some(seq);
+        Ok(seq)
     }
 
     fn umount(&self) -> Result<()> {
-        let mut g = self.write_mode()?;
-        match &*g {
-            Mode::Mounted(s) => {
-                if let Err(e) = dump::write(&self.dump_path(), s) {
-                    // Fail-stop: nothing after a failed dump may pretend to be durable.
-                    *g = Mode::Failed(e.clone());
-                    return Err(e);
-                }
-                *g = Mode::Unmounted;
-                Ok(())
-            }
-            Mode::Unmounted => Err(Error::not_mounted("memstore is not mounted")),
-            Mode::Failed(_) => {
-                *g = Mode::Unmounted;
-                Ok(())
-            }
-        }
-    }
-
-    fn statfs(&self) -> Result<StoreStatfs> {
-        self.with_state(|s| {
-            let mut st = StoreStatfs {
-                total: DEFAULT_DEVICE_BYTES,
-                collections: s.colls.len() as u64,
-                ..Default::default()
-            };
-            for c in s.colls.values() {
-                st.objects += c.objects.len() as u64;
-                st.data_stored += c.objects.values().map(|o| o.data.allocated()).sum::<u64>();
-            }
-            st.available = st.total.saturating_sub(st.data_stored);
-            Ok(st)
-        })
-    }
-
-    fn create_new_collection(&self, cid: &CollectionId) -> Result<CollectionHandle> {
-        self.with_state(|_| Ok(handle(cid)))
-    }
-
-    fn open_collection(&self, cid: &CollectionId) -> Result<CollectionHandle> {
-        self.with_collection(cid, |_| Ok(handle(cid)))
-    }
-
-    fn queue_transactions(
-        &self,
-        _ch: &CollectionHandle,
-        txns: Vec<Transaction>,
-        completion: Completion,
-    ) -> Result<()> {
-        for (i, t) in txns.iter().enumerate() {
-            t.validate()
-                .map_err(|e| e.context(format!("transaction {i}")))?;
-        }
-        let outcome = {
-            let mut g = self.write_mode()?;
-            let state = match &mut *g {
-                Mode::Mounted(s) => s,
-                Mode::Unmounted => return Err(Error::not_mounted("memstore is not mounted")),
-                Mode::Failed(e) => {
-                    return Err(Error::failed(format!(
-                        "memstore failed earlier and must be remounted: {e}"
-                    )))
-                }
-            };
-            let mut outcome = Ok(());
-            for t in &txns {
-                let r = state.apply(t);
-                state.seq += 1;
-                if let Err(e) = r {
-                    if e.kind() == ostore_os::ErrorKind::Failed {
-                        // An apply that broke after precheck passed would leave a half-applied
-                        // transaction: stop rather than serve it.
-                        *g = Mode::Failed(e.clone());
-                        drop(g);
-                        completion.complete(Err(e.clone()));
-                        return Err(e);
-                    }
-                    if outcome.is_ok() {
-                        outcome = Err(e);
-                    }
-                }
-            }
-            outcome
-        };
-        completion.complete(outcome);
         Ok(())
     }
 
-    fn exists(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<bool> {
-        self.with_collection(ch.cid(), |c| Ok(c.objects.contains_key(oid)))
+    fn apply(&self, seq: u64, txn: &Transaction) -> Result<Result<()>> {
+        let mut s = self.write_state()?;
+        let r = s.apply(txn);
+        s.seq = s.seq.max(seq);
+        match r {
+            Ok(()) => Ok(Ok(())),
+            // An apply that broke after precheck passed would leave a half-applied
+            // transaction: that is a failure, not a rejection.
+            Err(e) if e.kind() == ErrorKind::Failed => Err(e),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
-    fn stat(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<ObjectStat> {
-        self.with_object(ch, oid, |o| {
+    fn checkpoint(&self, seq: u64) -> Result<()> {
+        let mut dumped = self
+            .dumped
+            .lock()
+            .map_err(|_| Error::failed("memstore lock poisoned"))?;
+        if *dumped == Some(seq) {
+            return Ok(());
+        }
+        let mut s = self.write_state()?;
+        s.seq = s.seq.max(seq);
+        dump::write(&*self.vfs, &self.dump_path(), &s)?;
+        *dumped = Some(s.seq);
+        Ok(())
+    }
+
+    /// The dump is a consistent image of the applied state, written whole.
+    fn snapshot_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn statfs(&self) -> Result<StoreStatfs> {
+        let s = self.read_state()?;
+        let mut st = StoreStatfs {
+            total: DEFAULT_DEVICE_BYTES,
+            collections: s.colls.len() as u64,
+            ..Default::default()
+        };
+        for c in s.colls.values() {
+            st.objects += c.objects.len() as u64;
+            st.data_stored += c.objects.values().map(|o| o.data.allocated()).sum::<u64>();
+        }
+        st.available = st.total.saturating_sub(st.data_stored);
+        Ok(st)
+    }
+
+    fn exists(&self, cid: &CollectionId, oid: &ObjectId) -> Result<bool> {
+        self.with_collection(cid, |c| Ok(c.objects.contains_key(oid)))
+    }
+
+    fn stat(&self, cid: &CollectionId, oid: &ObjectId) -> Result<ObjectStat> {
+        self.with_object(cid, oid, |o| {
             Ok(ObjectStat {
                 size: o.size,
                 allocated: o.data.allocated(),
@@ -597,8 +519,8 @@ impl ObjectStore for MemStore {
         })
     }
 
-    fn read(&self, ch: &CollectionHandle, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>> {
-        self.with_object(ch, oid, |o| {
+    fn read(&self, cid: &CollectionId, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>> {
+        self.with_object(cid, oid, |o| {
             if off >= o.size {
                 return Ok(Vec::new());
             }
@@ -610,12 +532,12 @@ impl ObjectStore for MemStore {
 
     fn fiemap(
         &self,
-        ch: &CollectionHandle,
+        cid: &CollectionId,
         oid: &ObjectId,
         off: u64,
         len: u64,
     ) -> Result<BTreeMap<u64, u64>> {
-        self.with_object(ch, oid, |o| {
+        self.with_object(cid, oid, |o| {
             let end = if len == 0 {
                 o.size
             } else {
@@ -625,8 +547,8 @@ impl ObjectStore for MemStore {
         })
     }
 
-    fn getattr(&self, ch: &CollectionHandle, oid: &ObjectId, name: &str) -> Result<Vec<u8>> {
-        self.with_object(ch, oid, |o| {
+    fn getattr(&self, cid: &CollectionId, oid: &ObjectId, name: &str) -> Result<Vec<u8>> {
+        self.with_object(cid, oid, |o| {
             o.attrs
                 .get(name)
                 .cloned()
@@ -634,34 +556,34 @@ impl ObjectStore for MemStore {
         })
     }
 
-    fn getattrs(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>> {
-        self.with_object(ch, oid, |o| Ok(o.attrs.clone()))
+    fn getattrs(&self, cid: &CollectionId, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>> {
+        self.with_object(cid, oid, |o| Ok(o.attrs.clone()))
     }
 
     fn list_collections(&self) -> Result<Vec<CollectionId>> {
-        self.with_state(|s| Ok(s.colls.keys().copied().collect()))
+        Ok(self.read_state()?.colls.keys().copied().collect())
     }
 
     fn collection_exists(&self, cid: &CollectionId) -> Result<bool> {
-        self.with_state(|s| Ok(s.colls.contains_key(cid)))
+        Ok(self.read_state()?.colls.contains_key(cid))
     }
 
-    fn collection_empty(&self, ch: &CollectionHandle) -> Result<bool> {
-        self.with_collection(ch.cid(), |c| Ok(c.objects.is_empty()))
+    fn collection_empty(&self, cid: &CollectionId) -> Result<bool> {
+        self.with_collection(cid, |c| Ok(c.objects.is_empty()))
     }
 
-    fn collection_bits(&self, ch: &CollectionHandle) -> Result<u32> {
-        self.with_collection(ch.cid(), |c| Ok(c.bits))
+    fn collection_bits(&self, cid: &CollectionId) -> Result<u32> {
+        self.with_collection(cid, |c| Ok(c.bits))
     }
 
     fn collection_list(
         &self,
-        ch: &CollectionHandle,
+        cid: &CollectionId,
         start: &ObjectId,
         end: &ObjectId,
         max: usize,
     ) -> Result<(Vec<ObjectId>, ObjectId)> {
-        self.with_collection(ch.cid(), |c| {
+        self.with_collection(cid, |c| {
             let mut out = Vec::new();
             if start >= end {
                 return Ok((out, ObjectId::max_sentinel()));
@@ -676,29 +598,25 @@ impl ObjectStore for MemStore {
         })
     }
 
-    fn omap_get(
-        &self,
-        ch: &CollectionHandle,
-        oid: &ObjectId,
-    ) -> Result<ostore_os::store::OmapContents> {
-        self.with_object(ch, oid, |o| Ok((o.omap_header.clone(), o.omap.clone())))
+    fn omap_get(&self, cid: &CollectionId, oid: &ObjectId) -> Result<OmapContents> {
+        self.with_object(cid, oid, |o| Ok((o.omap_header.clone(), o.omap.clone())))
     }
 
-    fn omap_get_header(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<Vec<u8>> {
-        self.with_object(ch, oid, |o| Ok(o.omap_header.clone()))
+    fn omap_get_header(&self, cid: &CollectionId, oid: &ObjectId) -> Result<Vec<u8>> {
+        self.with_object(cid, oid, |o| Ok(o.omap_header.clone()))
     }
 
-    fn omap_get_keys(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeSet<OmapKey>> {
-        self.with_object(ch, oid, |o| Ok(o.omap.keys().cloned().collect()))
+    fn omap_get_keys(&self, cid: &CollectionId, oid: &ObjectId) -> Result<BTreeSet<OmapKey>> {
+        self.with_object(cid, oid, |o| Ok(o.omap.keys().cloned().collect()))
     }
 
     fn omap_get_values(
         &self,
-        ch: &CollectionHandle,
+        cid: &CollectionId,
         oid: &ObjectId,
         keys: &BTreeSet<OmapKey>,
     ) -> Result<BTreeMap<OmapKey, Vec<u8>>> {
-        self.with_object(ch, oid, |o| {
+        self.with_object(cid, oid, |o| {
             Ok(keys
                 .iter()
                 .filter_map(|k| o.omap.get(k).map(|v| (k.clone(), v.clone())))
@@ -708,11 +626,11 @@ impl ObjectStore for MemStore {
 
     fn omap_check_keys(
         &self,
-        ch: &CollectionHandle,
+        cid: &CollectionId,
         oid: &ObjectId,
         keys: &BTreeSet<OmapKey>,
     ) -> Result<BTreeSet<OmapKey>> {
-        self.with_object(ch, oid, |o| {
+        self.with_object(cid, oid, |o| {
             Ok(keys
                 .iter()
                 .filter(|k| o.omap.contains_key(*k))
@@ -723,12 +641,16 @@ impl ObjectStore for MemStore {
 
     fn omap_iterator(
         &self,
-        ch: &CollectionHandle,
+        cid: &CollectionId,
         oid: &ObjectId,
     ) -> Result<Box<dyn OmapIterator + Send>> {
-        self.with_object(ch, oid, |o| {
+        self.with_object(cid, oid, |o| {
             let entries = o.omap.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             Ok(Box::new(SnapshotOmapIterator::new(entries)) as Box<dyn OmapIterator + Send>)
         })
     }
 }
+
+/// MemStore: [`MemBackend`] committed through the shared journal.
+/// `MemStore::new(data_path)` or `MemStore::with_options(data_path, opts)`.
+pub type MemStore = JournaledStore<MemBackend>;
