@@ -1,0 +1,624 @@
+//! Crash tests every backend runs: a real process killed with SIGKILL in the middle of a
+//! concurrent workload ([`kill_test`]), and every crash state of small workloads on the
+//! simulated disk ([`sim_crash_points`]), including crashes during the replay itself.
+//!
+//! Both check the same promise against the model ([`crate::model`]):
+//! - every transaction whose `on_commit` fired is present after recovery;
+//! - none is partially visible: the state of each client's collections equals the model
+//!   after some prefix of that client's transactions, no shorter than what was committed;
+//! - recovery itself can crash and be redone: mounting again gives the same state.
+//!
+//! Clients own disjoint collections, so each client's outcome depends only on its own
+//! stream, which a seed regenerates in the parent ([`Stream`]).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use ostore_journal::vfs::{SimOp, Tear, TearFill};
+use ostore_journal::{SimFs, Vfs};
+use ostore_os::{CollectionId, Completion, ErrorKind, ObjectStore, Transaction};
+
+use crate::harness::StoreFactory;
+use crate::model::{Gen, Model};
+use crate::rng::Rng;
+use crate::state::{self, StoreState};
+
+/// Concurrent clients in the kill test.
+pub const CLIENTS: usize = 3;
+/// Transactions a client keeps in flight (queued, commit not yet seen).
+pub const WINDOW: usize = 4;
+/// Transactions a kill-test child queues per client before it stops on its own.
+const MAX_PER_CLIENT: usize = 3_000;
+
+const ENV_CHILD: &str = "OSTORE_KILL_CHILD";
+const ENV_LOG: &str = "OSTORE_KILL_LOG";
+const ENV_SEED: &str = "OSTORE_KILL_SEED";
+const ENV_MODE: &str = "OSTORE_KILL_MODE";
+
+/// The collections client `k` owns: three PGs and a temp collection of its own pool, so
+/// split and merge stay inside the client.
+pub fn client_colls(k: usize) -> Vec<CollectionId> {
+    let pool = 20 + k as u64;
+    vec![
+        CollectionId::pg(pool, 0),
+        CollectionId::pg(pool, 1),
+        CollectionId::pg(pool, 2),
+        CollectionId::temp(pool, 0),
+    ]
+}
+
+fn client_seed(seed: u64, k: usize) -> u64 {
+    seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// One client's deterministic stream of transactions, with the model state after each
+/// prefix: `state(n)` is the state after the first `n` transactions.
+#[derive(Debug)]
+pub struct Stream {
+    gen: Gen,
+    model: Model,
+    txns: Vec<Transaction>,
+    /// Whether each transaction passes state-free validation (an invalid one is refused
+    /// by `queue_transactions` and never journaled).
+    valid: Vec<bool>,
+    states: Vec<StoreState>,
+}
+
+impl Stream {
+    pub fn new(seed: u64, colls: Vec<CollectionId>) -> Stream {
+        let mut model = Model::new();
+        // Every stream starts with its first collection, so early transactions do something.
+        let mut t = Transaction::new();
+        t.create_collection(&colls[0], 0);
+        model.apply(&t).expect("model mkcoll");
+        let states = vec![StoreState::new(), model.state.clone()];
+        Stream {
+            gen: Gen::with_collections(seed, colls),
+            model,
+            txns: vec![t],
+            valid: vec![true],
+            states,
+        }
+    }
+
+    fn ensure(&mut self, n: usize) {
+        while self.txns.len() < n {
+            let t = self.gen.txn(&self.model);
+            let _ = self.model.apply(&t);
+            self.valid.push(t.validate().is_ok());
+            self.txns.push(t);
+            self.states.push(self.model.state.clone());
+        }
+    }
+
+    /// Transaction `i` (0-based).
+    pub fn txn(&mut self, i: usize) -> Transaction {
+        self.ensure(i + 1);
+        self.txns[i].clone()
+    }
+
+    pub fn is_valid(&mut self, i: usize) -> bool {
+        self.ensure(i + 1);
+        self.valid[i]
+    }
+
+    /// The model state after the first `n` transactions.
+    pub fn state(&mut self, n: usize) -> &StoreState {
+        self.ensure(n);
+        &self.states[n]
+    }
+}
+
+/// The part of `st` in `colls`.
+pub fn restrict(st: &StoreState, colls: &[CollectionId]) -> StoreState {
+    st.iter()
+        .filter(|(c, _)| colls.contains(c))
+        .map(|(c, s)| (*c, s.clone()))
+        .collect()
+}
+
+/// A counting semaphore for the in-flight window.
+#[derive(Debug, Default)]
+struct Window {
+    n: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Window {
+    fn acquire(&self, max: usize) {
+        let mut n = self.n.lock().unwrap();
+        while *n >= max {
+            n = self.cv.wait(n).unwrap();
+        }
+        *n += 1;
+    }
+    fn release(&self) {
+        *self.n.lock().unwrap() -= 1;
+        self.cv.notify_all();
+    }
+    fn drain(&self) {
+        let mut n = self.n.lock().unwrap();
+        while *n > 0 {
+            n = self.cv.wait(n).unwrap();
+        }
+    }
+}
+
+/// The child side of [`kill_test`]: when this process was started as a kill-test child,
+/// runs the workload (or only the recovery) and exits; otherwise returns.
+fn maybe_child(factory: &dyn StoreFactory) {
+    let Ok(dir) = std::env::var(ENV_CHILD) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let store = factory.create(&dir);
+    if let Err(e) = store.mount() {
+        eprintln!("kill child: mount failed: {e}");
+        std::process::exit(3);
+    }
+    if std::env::var(ENV_MODE).as_deref() == Ok("mount") {
+        // Recovery only: the parent kills this process somewhere inside replay or the
+        // checkpoint after it.
+        let _ = store.umount();
+        std::process::exit(0);
+    }
+    let seed: u64 = std::env::var(ENV_SEED)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .expect("kill child: seed");
+    let log = std::env::var(ENV_LOG).expect("kill child: log path");
+    let log = Arc::new(Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("kill child: open log"),
+    ));
+    std::thread::scope(|s| {
+        for k in 0..CLIENTS {
+            let store = &store;
+            let log = log.clone();
+            s.spawn(move || {
+                let colls = client_colls(k);
+                let mut stream = Stream::new(client_seed(seed, k), colls.clone());
+                let ch = store
+                    .create_new_collection(&colls[0])
+                    .expect("kill child: handle");
+                let window = Arc::new(Window::default());
+                for i in 0..MAX_PER_CLIENT {
+                    let t = stream.txn(i);
+                    window.acquire(WINDOW);
+                    let (log, w) = (log.clone(), window.clone());
+                    let done = Completion::on_commit(move |r| {
+                        if r.is_ok() {
+                            // One write(2) per line; the page cache survives SIGKILL.
+                            let _ = log
+                                .lock()
+                                .unwrap()
+                                .write_all(format!("{k} {i}\n").as_bytes());
+                        }
+                        w.release();
+                    });
+                    if store.queue_transactions(&ch, vec![t], done).is_err() {
+                        // Refused by validation: never journaled; the callbacks were
+                        // dropped with it.
+                        window.release();
+                    }
+                }
+                window.drain();
+            });
+        }
+    });
+    let _ = store.umount();
+    std::process::exit(0);
+}
+
+/// Per-client highest committed transaction count, read from a child's log.
+fn read_log(path: &Path) -> Vec<Vec<usize>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = vec![Vec::new(); CLIENTS];
+    for line in text.lines() {
+        let mut it = line.split(' ');
+        let (Some(k), Some(i)) = (it.next(), it.next()) else {
+            continue;
+        };
+        if let (Ok(k), Ok(i)) = (k.parse::<usize>(), i.parse::<usize>()) {
+            if k < CLIENTS {
+                out[k].push(i);
+            }
+        }
+    }
+    out
+}
+
+fn spawn_child(
+    test_name: &str,
+    dir: &Path,
+    log: &Path,
+    seed: u64,
+    mode: &str,
+) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("test binary path"))
+        .args([test_name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(ENV_CHILD, dir)
+        .env(ENV_LOG, log)
+        .env(ENV_SEED, seed.to_string())
+        .env(ENV_MODE, mode)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kill-test child")
+}
+
+/// What a kill test covered.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KillStats {
+    pub iterations: usize,
+    pub killed: usize,
+    pub replays_killed: usize,
+    pub committed_checked: usize,
+}
+
+/// The process-kill test: `iterations` times, a child (this test binary re-run as
+/// `test_name`) mounts a fresh store and runs [`CLIENTS`] concurrent clients, each logging
+/// the transactions whose `on_commit` fired; the parent SIGKILLs it at a random moment
+/// (every third time it also kills a second child in the middle of recovery), remounts,
+/// and checks each client's collections against its stream. Call it from a `#[test]`
+/// named `test_name`; the child side runs inside the same call.
+///
+/// `OSTORE_KILL_ITERS` and `OSTORE_KILL_SEED_BASE` override the count and the seed.
+pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize) -> KillStats {
+    maybe_child(factory);
+    let iterations = std::env::var("OSTORE_KILL_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(iterations);
+    let base: u64 = std::env::var("OSTORE_KILL_SEED_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0c0f_fee0);
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("ostore-kill-{}-", factory.name()))
+        .tempdir()
+        .expect("scratch dir");
+    let mut stats = KillStats::default();
+    let mut rng = Rng::new(base);
+    for it in 0..iterations {
+        let seed = base.wrapping_add(it as u64);
+        let dir = scratch.path().join(format!("store{it}"));
+        let log = scratch.path().join(format!("commits{it}.log"));
+        let store = factory.create(&dir);
+        store.mkfs().expect("mkfs");
+        drop(store);
+        let mut child = spawn_child(test_name, &dir, &log, seed, "work");
+        std::thread::sleep(Duration::from_millis(rng.range(20, 300)));
+        let finished = child.try_wait().expect("child status").is_some();
+        if !finished {
+            let _ = child.kill();
+            stats.killed += 1;
+        }
+        let status = child.wait().expect("wait for child");
+        if finished {
+            assert!(
+                status.success(),
+                "iteration {it} (seed {seed}): child failed: {status}"
+            );
+        }
+        if it % 3 == 1 {
+            let mut r = spawn_child(test_name, &dir, &log, seed, "mount");
+            std::thread::sleep(Duration::from_millis(rng.range(0, 40)));
+            if r.try_wait().expect("child status").is_none() {
+                let _ = r.kill();
+                stats.replays_killed += 1;
+            }
+            let _ = r.wait();
+        }
+        let store = factory.create(&dir);
+        store
+            .mount()
+            .unwrap_or_else(|e| panic!("iteration {it} (seed {seed}): mount after kill: {e}"));
+        let actual = state::capture(&*store).expect("capture");
+        store.umount().expect("umount");
+        let committed = read_log(&log);
+        for (k, done) in committed.iter().enumerate() {
+            let colls = client_colls(k);
+            let mut stream = Stream::new(client_seed(seed, k), colls.clone());
+            // on_commit fires in order: the committed transactions are a prefix of the
+            // valid ones.
+            let c = done.iter().map(|i| i + 1).max().unwrap_or(0);
+            let mut sorted = done.clone();
+            sorted.sort_unstable();
+            let expect_done: Vec<usize> = (0..c).filter(|i| stream.is_valid(*i)).collect();
+            assert_eq!(
+                sorted, expect_done,
+                "iteration {it} (seed {seed}) client {k}: on_commit fired out of order or twice"
+            );
+            let mine = restrict(&actual, &colls);
+            let hi = (c + WINDOW * 4 + 8).min(MAX_PER_CLIENT + 1);
+            let found = (c..=hi).find(|n| *stream.state(*n) == mine);
+            if found.is_none() {
+                let d = state::diff(stream.state(c), &mine).unwrap_or_default();
+                panic!(
+                    "iteration {it} (seed {seed}) client {k}: state after recovery matches no \
+                     prefix of {c}..={hi} transactions (committed {c}); diff against {c}:\n{d}"
+                );
+            }
+            stats.committed_checked += expect_done.len();
+        }
+        stats.iterations += 1;
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&log);
+    }
+    eprintln!(
+        "kill test on {}: {} iterations, {} killed mid-workload, {} killed mid-recovery, {} committed transactions verified",
+        factory.name(),
+        stats.iterations,
+        stats.killed,
+        stats.replays_killed,
+        stats.committed_checked
+    );
+    stats
+}
+
+/// Makes stores whose every file lives on a given [`Vfs`] (a simulated disk).
+pub trait SimStoreFactory: Send + Sync {
+    fn name(&self) -> &str;
+    fn create(&self, vfs: Arc<dyn Vfs>, dir: &Path) -> Arc<dyn ObjectStore>;
+}
+
+/// A [`SimStoreFactory`] from a closure.
+pub struct FnSimFactory<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> std::fmt::Debug for FnSimFactory<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FnSimFactory({})", self.name)
+    }
+}
+
+impl<F> SimStoreFactory for FnSimFactory<F>
+where
+    F: Fn(Arc<dyn Vfs>, &Path) -> Arc<dyn ObjectStore> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn create(&self, vfs: Arc<dyn Vfs>, dir: &Path) -> Arc<dyn ObjectStore> {
+        (self.f)(vfs, dir)
+    }
+}
+
+pub fn sim_factory<F>(name: &str, f: F) -> FnSimFactory<F>
+where
+    F: Fn(Arc<dyn Vfs>, &Path) -> Arc<dyn ObjectStore> + Send + Sync,
+{
+    FnSimFactory {
+        name: name.to_string(),
+        f,
+    }
+}
+
+/// What a simulated-disk crash run covered.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SimStats {
+    pub workloads: usize,
+    pub crash_states: usize,
+    pub unformatted: usize,
+    pub recovery_crashes: usize,
+}
+
+const SIM_DIR: &str = "/store";
+
+/// The crash states tried at one crash point: nothing unsynced kept, everything kept,
+/// every prefix of the unsynced operations (sampled when there are many), and torn
+/// versions of the last kept write.
+fn variants(fs: &SimFs, at: usize, rng: &mut Rng) -> Vec<(Vec<usize>, Option<Tear>)> {
+    let unsynced = fs.unsynced_at(at);
+    let mut lens: Vec<usize> = if unsynced.len() <= 10 {
+        (0..=unsynced.len()).collect()
+    } else {
+        let mut v = vec![0, unsynced.len()];
+        v.extend((0..6).map(|_| rng.index(unsynced.len() + 1)));
+        v
+    };
+    lens.sort_unstable();
+    lens.dedup();
+    let ops = fs.ops();
+    let mut out = Vec::new();
+    for n in lens {
+        let keep = unsynced[..n].to_vec();
+        out.push((keep.clone(), None));
+        if let Some(&last) = keep.last() {
+            if let SimOp::Write { data, .. } = &ops[last] {
+                if data.len() > 1 {
+                    let fill = match rng.below(3) {
+                        0 => TearFill::Old,
+                        1 => TearFill::Zeros,
+                        _ => TearFill::Garbage(rng.next_u64()),
+                    };
+                    let cut = rng.range(1, data.len() as u64 - 1) as usize;
+                    out.push((
+                        keep.clone(),
+                        Some(Tear {
+                            op: last,
+                            keep_bytes: cut,
+                            fill,
+                        }),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Mounts a crash image; `Ok(None)` when it is detectably unformatted.
+fn recover(
+    f: &dyn SimStoreFactory,
+    fs: &SimFs,
+) -> std::result::Result<Option<(Arc<dyn ObjectStore>, StoreState)>, String> {
+    let store = f.create(Arc::new(fs.clone()), Path::new(SIM_DIR));
+    match store.mount() {
+        Ok(()) => {
+            let st = state::capture(&*store).map_err(|e| format!("capture: {e}"))?;
+            Ok(Some((store, st)))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("mount: {e}")),
+    }
+}
+
+/// Every crash point of `workloads` small seeded workloads on the simulated disk: mkfs,
+/// mount, `txns` transactions of one client (each waited for), a remount in the middle
+/// (a checkpoint and a journal trim), and a final umount. At each crash point, each
+/// variant of the unsynced writes is mounted:
+/// - before mkfs completed: detectably unformatted (ENOENT) or an empty store;
+/// - after: the state equals the model after some prefix no shorter than what was
+///   acknowledged, and no longer than what was submitted.
+///
+/// For some of those recoveries, the recovery mount is itself crashed at a random point
+/// of its own I/O and mounted again: the state must be the same.
+pub fn sim_crash_points(
+    f: &dyn SimStoreFactory,
+    seed: u64,
+    workloads: usize,
+    txns: usize,
+) -> SimStats {
+    let mut stats = SimStats::default();
+    let mut rng = Rng::new(seed ^ 0x51a1_c4a5);
+    for w in 0..workloads {
+        let wseed = seed.wrapping_add(w as u64);
+        let fs = SimFs::new();
+        let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+        let colls = client_colls(0);
+        let mut stream = Stream::new(wseed, colls.clone());
+        let store = f.create(vfs.clone(), Path::new(SIM_DIR));
+        store.mkfs().expect("mkfs");
+        let mkfs_done = fs.op_count();
+        store.mount().expect("mount");
+        let mut store = store;
+        // (op index when submitted, op index when acknowledged) per transaction.
+        let mut marks: Vec<(usize, usize)> = Vec::new();
+        for i in 0..txns {
+            if i == txns / 2 {
+                store.umount().expect("umount");
+                store = f.create(vfs.clone(), Path::new(SIM_DIR));
+                store.mount().expect("remount");
+            }
+            let t = stream.txn(i);
+            let ch = store.create_new_collection(&colls[0]).expect("handle");
+            let start = fs.op_count();
+            let _ = store.apply_transaction(&ch, t);
+            marks.push((start, fs.op_count()));
+        }
+        store.umount().expect("final umount");
+        drop(store);
+        let total = fs.op_count();
+        for at in 0..=total {
+            for (keep, tear) in variants(&fs, at, &mut rng) {
+                let img = fs.crash_state(at, &keep, tear);
+                // A pristine copy, for crashing the recovery below.
+                let img_copy = img.crash_state(0, &[], None);
+                stats.crash_states += 1;
+                let what = || {
+                    format!(
+                        "workload {w} (seed {wseed}) crash at op {at}/{total} keeping {keep:?} tear {tear:?}"
+                    )
+                };
+                let got = recover(f, &img).unwrap_or_else(|e| panic!("{}: {e}", what()));
+                let Some((rstore, st)) = got else {
+                    assert!(
+                        at <= mkfs_done,
+                        "{}: formatted store reads as unformatted",
+                        what()
+                    );
+                    stats.unformatted += 1;
+                    continue;
+                };
+                drop(rstore);
+                let acked = marks.iter().filter(|(_, a)| *a <= at).count();
+                let submitted = marks.iter().filter(|(s, _)| *s <= at).count();
+                let mine = restrict(&st, &colls);
+                if !(acked..=submitted).any(|n| *stream.state(n) == mine) {
+                    let d = state::diff(stream.state(acked), &mine).unwrap_or_default();
+                    panic!(
+                        "{}: state matches no prefix in {acked}..={submitted} (acknowledged {acked}):\n{d}",
+                        what()
+                    );
+                }
+                // Crash the recovery itself, at a random point of its I/O, and recover again.
+                if rng.chance(1, 8) {
+                    let probe = f.create(Arc::new(img_copy.clone()), Path::new(SIM_DIR));
+                    probe
+                        .mount()
+                        .unwrap_or_else(|e| panic!("{}: second mount: {e}", what()));
+                    drop(probe);
+                    let n2 = img_copy.op_count();
+                    let at2 = rng.index(n2 + 1);
+                    let unsynced = img_copy.unsynced_at(at2);
+                    let k = rng.index(unsynced.len() + 1);
+                    let img3 = img_copy.crash_state(at2, &unsynced[..k], None);
+                    match recover(f, &img3) {
+                        Ok(Some((_, st3))) => assert_eq!(
+                            restrict(&st3, &colls),
+                            mine,
+                            "{}: recovery crashed at its op {at2} gave another state",
+                            what()
+                        ),
+                        Ok(None) => panic!("{}: recovery crash made the store unformatted", what()),
+                        Err(e) => panic!("{}: after a crash during recovery: {e}", what()),
+                    }
+                    stats.recovery_crashes += 1;
+                }
+            }
+        }
+        stats.workloads += 1;
+    }
+    eprintln!(
+        "simulated-disk crash test on {}: {} workloads, {} crash states ({} unformatted), {} crashes during recovery",
+        f.name(),
+        stats.workloads,
+        stats.crash_states,
+        stats.unformatted,
+        stats.recovery_crashes
+    );
+    stats
+}
+
+/// Expands to the kill test (`kill_recovery`, 200 iterations unless `OSTORE_KILL_ITERS`
+/// says otherwise) for one backend.
+#[macro_export]
+macro_rules! kill_tests {
+    ($factory:expr) => {
+        #[test]
+        fn kill_recovery() {
+            let factory = $factory;
+            let stats = $crate::crash::kill_test(&factory, "kill_recovery", 200);
+            assert!(stats.iterations > 0);
+            assert!(
+                stats.committed_checked > 0,
+                "no child ever committed a transaction: the test checked nothing"
+            );
+        }
+    };
+}
+
+/// Expands to the simulated-disk crash-point test for one backend.
+#[macro_export]
+macro_rules! sim_crash_tests {
+    ($factory:expr) => {
+        #[test]
+        fn sim_crash_points() {
+            let factory = $factory;
+            let heavy = std::env::var("OSTORE_HEAVY").is_ok();
+            let (w, n) = if heavy { (96, 12) } else { (16, 8) };
+            let stats = $crate::crash::sim_crash_points(&factory, 0x5eed, w, n);
+            assert!(stats.crash_states > 100 && stats.recovery_crashes > 0);
+        }
+    };
+}

@@ -1,0 +1,207 @@
+//! Store factories and a mounted store in a scratch directory.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use ostore_os::{CollectionHandle, CollectionId, ObjectId, ObjectStore, Result, Transaction};
+
+use crate::state::{self, StoreState};
+
+/// Makes store objects for a directory. Each call returns a fresh, unformatted,
+/// unmounted store object; the suite runs mkfs and mount itself, and remounts by
+/// umounting and mounting a new object made for the same directory.
+pub trait StoreFactory: Send + Sync {
+    fn name(&self) -> &str;
+    fn create(&self, dir: &Path) -> Arc<dyn ObjectStore>;
+}
+
+/// A factory from a closure, so a backend's test file needs no type of its own.
+pub struct FnFactory<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> fmt::Debug for FnFactory<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FnFactory({})", self.name)
+    }
+}
+
+impl<F> StoreFactory for FnFactory<F>
+where
+    F: Fn(&Path) -> Arc<dyn ObjectStore> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn create(&self, dir: &Path) -> Arc<dyn ObjectStore> {
+        (self.f)(dir)
+    }
+}
+
+pub fn factory<F>(name: &str, f: F) -> FnFactory<F>
+where
+    F: Fn(&Path) -> Arc<dyn ObjectStore> + Send + Sync,
+{
+    FnFactory {
+        name: name.to_string(),
+        f,
+    }
+}
+
+/// A formatted, mounted store in its own scratch directory; umounted on drop.
+pub struct TestStore<'a> {
+    factory: &'a dyn StoreFactory,
+    dir: tempfile::TempDir,
+    store: Arc<dyn ObjectStore>,
+    mounted: bool,
+}
+
+impl fmt::Debug for TestStore<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TestStore({} in {})",
+            self.factory.name(),
+            self.dir.path().display()
+        )
+    }
+}
+
+impl<'a> TestStore<'a> {
+    pub fn new(factory: &'a dyn StoreFactory) -> TestStore<'a> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ostore-{}-", factory.name()))
+            .tempdir()
+            .expect("create a scratch directory");
+        let store = factory.create(dir.path());
+        store.mkfs().expect("mkfs");
+        store.mount().expect("mount");
+        TestStore {
+            factory,
+            dir,
+            store,
+            mounted: true,
+        }
+    }
+
+    pub fn store(&self) -> &dyn ObjectStore {
+        &*self.store
+    }
+
+    pub fn store_arc(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// umount, then mount a new store object on the same directory: only what the
+    /// backend made durable survives. Handles taken before are stale afterwards.
+    pub fn remount(&mut self) {
+        self.store.umount().expect("umount");
+        self.mounted = false;
+        let store = self.factory.create(self.dir.path());
+        store.mount().expect("mount after umount");
+        self.store = store;
+        self.mounted = true;
+    }
+
+    pub fn umount(&mut self) {
+        self.store.umount().expect("umount");
+        self.mounted = false;
+    }
+
+    /// A handle for an existing collection.
+    #[track_caller]
+    pub fn ch(&self, cid: &CollectionId) -> CollectionHandle {
+        self.store
+            .open_collection(cid)
+            .unwrap_or_else(|e| panic!("open_collection({cid}): {e}"))
+    }
+
+    /// The handle a transaction acting first in `cid` is queued on: the collection's
+    /// own, or a new-collection handle when it does not exist yet (as Ceph's OSD does
+    /// before MKCOLL).
+    pub fn handle_for(&self, cid: &CollectionId) -> Result<CollectionHandle> {
+        if self.store.collection_exists(cid)? {
+            self.store.open_collection(cid)
+        } else {
+            self.store.create_new_collection(cid)
+        }
+    }
+
+    /// Applies a transaction on the handle of its first op's collection.
+    pub fn apply(&self, txn: Transaction) -> Result<()> {
+        let cid = txn
+            .ops()
+            .iter()
+            .flat_map(|op| op.collections())
+            .next()
+            .unwrap_or(CollectionId::Meta);
+        let ch = self.handle_for(&cid)?;
+        self.store.apply_transaction(&ch, txn)
+    }
+
+    #[track_caller]
+    pub fn apply_ok(&self, txn: Transaction) {
+        if let Err(e) = self.apply(txn) {
+            panic!("transaction failed: {e}");
+        }
+    }
+
+    #[track_caller]
+    pub fn mkcoll(&self, cid: &CollectionId, bits: u32) {
+        let mut t = Transaction::new();
+        t.create_collection(cid, bits);
+        self.apply_ok(t);
+    }
+
+    pub fn read(&self, cid: &CollectionId, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>> {
+        self.store.read(&self.ch(cid), oid, off, len)
+    }
+
+    #[track_caller]
+    pub fn read_all(&self, cid: &CollectionId, oid: &ObjectId) -> Vec<u8> {
+        self.read(cid, oid, 0, 0)
+            .unwrap_or_else(|e| panic!("read {oid}: {e}"))
+    }
+
+    #[track_caller]
+    pub fn size(&self, cid: &CollectionId, oid: &ObjectId) -> u64 {
+        self.store
+            .stat(&self.ch(cid), oid)
+            .unwrap_or_else(|e| panic!("stat {oid}: {e}"))
+            .size
+    }
+
+    #[track_caller]
+    pub fn exists(&self, cid: &CollectionId, oid: &ObjectId) -> bool {
+        self.store
+            .exists(&self.ch(cid), oid)
+            .unwrap_or_else(|e| panic!("exists {oid}: {e}"))
+    }
+
+    /// The whole collection, listed in pages of `page`.
+    #[track_caller]
+    pub fn list(&self, cid: &CollectionId, page: usize) -> Vec<ObjectId> {
+        state::list_all(self.store(), &self.ch(cid), page)
+            .unwrap_or_else(|e| panic!("list {cid}: {e}"))
+    }
+
+    #[track_caller]
+    pub fn capture(&self) -> StoreState {
+        state::capture(self.store()).unwrap_or_else(|e| panic!("capture state: {e}"))
+    }
+}
+
+impl Drop for TestStore<'_> {
+    fn drop(&mut self) {
+        if self.mounted {
+            // Errors here would mask the failure that is unwinding, if any.
+            let _ = self.store.umount();
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The conformance suite and the model test against MemStore.
+
+use std::sync::Arc;
+
+use ostore_os::journaling::JournalingOptions;
+
+fn memstore() -> impl ostore_tests::StoreFactory {
+    ostore_tests::factory("memstore", |dir| {
+        Arc::new(ostore_memstore::MemStore::with_options(
+            dir,
+            JournalingOptions::small(),
+        )) as Arc<dyn ostore_os::ObjectStore>
+    })
+}
+
+fn memstore_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
+    ostore_tests::crash::sim_factory("memstore", |vfs, dir| {
+        let mut opts = JournalingOptions::small();
+        // Blanks made on demand keep the simulated disk's log deterministic.
+        opts.journal.background_blanks = false;
+        Arc::new(ostore_memstore::MemStore::with_vfs(dir, opts, vfs))
+            as Arc<dyn ostore_os::ObjectStore>
+    })
+}
+
+ostore_tests::conformance_tests!(memstore());
+ostore_tests::model_tests!(memstore());
+ostore_tests::kill_tests!(memstore());
+ostore_tests::sim_crash_tests!(memstore_on_sim());
+
+// The suite must be able to fail: each deliberate defect below is caught.
+
+fn faulty(fault: ostore_tests::faulty::Fault) -> impl ostore_tests::StoreFactory {
+    ostore_tests::faulty::FaultyFactory {
+        inner: memstore(),
+        fault,
+    }
+}
+
+#[test]
+#[should_panic(expected = "model divergence")]
+fn model_catches_a_dropped_omap_rmkeyrange() {
+    let f = faulty(ostore_tests::faulty::Fault::DropOp(
+        ostore_os::OpCode::OmapRmKeyRange,
+    ));
+    ostore_tests::model::run(&f, 1, 3_000);
+}
+
+#[test]
+#[should_panic(expected = "model divergence")]
+fn model_catches_a_dropped_coll_set_bits() {
+    let f = faulty(ostore_tests::faulty::Fault::DropOp(
+        ostore_os::OpCode::CollSetBits,
+    ));
+    ostore_tests::model::run(&f, 2, 3_000);
+}
+
+#[test]
+#[should_panic]
+fn conformance_catches_a_dropped_clone_range() {
+    let f = faulty(ostore_tests::faulty::Fault::DropOp(
+        ostore_os::OpCode::CloneRange2,
+    ));
+    ostore_tests::conformance::clone::clone_range_test(&f);
+}
+
+#[test]
+#[should_panic]
+fn conformance_catches_a_listing_that_hides_an_object() {
+    let f = faulty(ostore_tests::faulty::Fault::ListHidesLast);
+    ostore_tests::conformance::listing::sort_order_is_cephs(&f);
+}

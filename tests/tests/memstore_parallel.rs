@@ -1,0 +1,34 @@
+//! MemStore in the parallel journal mode (journal and apply at once; its dump is a
+//! snapshot checkpoint): the conformance suite, the model test, and both crash tests.
+
+use std::sync::Arc;
+
+use ostore_os::journaling::{JournalMode, JournalingOptions};
+
+fn opts() -> JournalingOptions {
+    JournalingOptions {
+        mode: JournalMode::Parallel,
+        ..JournalingOptions::small()
+    }
+}
+
+fn memstore() -> impl ostore_tests::StoreFactory {
+    ostore_tests::factory("memstore-parallel", |dir| {
+        Arc::new(ostore_memstore::MemStore::with_options(dir, opts()))
+            as Arc<dyn ostore_os::ObjectStore>
+    })
+}
+
+fn memstore_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
+    ostore_tests::crash::sim_factory("memstore-parallel", |vfs, dir| {
+        let mut o = opts();
+        o.journal.background_blanks = false;
+        Arc::new(ostore_memstore::MemStore::with_vfs(dir, o, vfs))
+            as Arc<dyn ostore_os::ObjectStore>
+    })
+}
+
+ostore_tests::conformance_tests!(memstore());
+ostore_tests::model_tests!(memstore());
+ostore_tests::kill_tests!(memstore());
+ostore_tests::sim_crash_tests!(memstore_on_sim());
