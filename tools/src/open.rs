@@ -1,0 +1,176 @@
+//! Opening a data directory as a store. This module is the only place in the tools
+//! that names backends: adding kvstore or filestore means adding it to
+//! [`STORE_TYPES`] and [`construct`], nothing else.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use ostore_memstore::MemStore;
+use ostore_os::superblock::Superblock;
+use ostore_os::{Error, ErrorKind, ObjectStore, Result};
+
+/// Backends this build can open, in the order error messages list them.
+pub const STORE_TYPES: &[&str] = &["memstore"];
+
+/// The backend `mkfs` formats when `--type` is omitted.
+pub const DEFAULT_STORE_TYPE: &str = "memstore";
+
+fn expected_types() -> String {
+    match STORE_TYPES {
+        [one] => (*one).to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+        [] => "nothing (no backend compiled in)".to_string(),
+    }
+}
+
+fn check_known(store_type: &str) -> Result<()> {
+    if STORE_TYPES.contains(&store_type) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "unknown --type {store_type}: expected {}",
+            expected_types()
+        )))
+    }
+}
+
+fn construct(store_type: &str, data_path: &Path) -> Result<Arc<dyn ObjectStore>> {
+    match store_type {
+        "memstore" => Ok(Arc::new(MemStore::new(data_path))),
+        t => Err(Error::invalid(format!(
+            "unknown --type {t}: expected {}",
+            expected_types()
+        ))),
+    }
+}
+
+fn check_dir(data_path: &Path) -> Result<()> {
+    match std::fs::metadata(data_path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::invalid(format!(
+            "data path {} is not a directory",
+            data_path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(format!(
+            "data path {} does not exist",
+            data_path.display()
+        ))),
+        Err(e) => Err(Error::from(e).context(format!("data path {}", data_path.display()))),
+    }
+}
+
+/// A store to format at `data_path` (which need not exist yet). `store_type` defaults
+/// to [`DEFAULT_STORE_TYPE`].
+pub fn store_for_mkfs(store_type: Option<&str>, data_path: &Path) -> Result<Arc<dyn ObjectStore>> {
+    let t = store_type.unwrap_or(DEFAULT_STORE_TYPE);
+    check_known(t)?;
+    // mkfs creates a missing directory, but a file in the way deserves a plainer
+    // message than the backend's "creating ...: File exists".
+    if data_path.exists() {
+        check_dir(data_path)?;
+    }
+    construct(t, data_path)
+}
+
+/// Opens (without mounting) the formatted store at `data_path`. The type comes from the
+/// superblock; a `store_type` given by the caller must match it, so a wrong `--type`
+/// is refused here rather than by whatever the backend makes of a foreign directory.
+pub fn open_store(store_type: Option<&str>, data_path: &Path) -> Result<Arc<dyn ObjectStore>> {
+    if let Some(t) = store_type {
+        check_known(t)?;
+    }
+    let sb = read_superblock(data_path)?;
+    if let Some(t) = store_type {
+        if t != sb.store_type {
+            return Err(Error::invalid(format!(
+                "--type {t} does not match {}, which holds a {} store",
+                data_path.display(),
+                sb.store_type
+            )));
+        }
+    }
+    if !STORE_TYPES.contains(&sb.store_type.as_str()) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} holds a {} store; this os-tool opens only {}",
+                data_path.display(),
+                sb.store_type,
+                expected_types()
+            ),
+        ));
+    }
+    construct(&sb.store_type, data_path)
+}
+
+/// The superblock of the store at `data_path`, with ENOENT naming the path when the
+/// directory is missing or was never formatted.
+pub fn read_superblock(data_path: &Path) -> Result<Superblock> {
+    check_dir(data_path)?;
+    Superblock::read(data_path)
+}
+
+/// A mounted store that is unmounted when dropped, so an early return on an error
+/// still leaves the data directory mountable. Call [`Mounted::umount`] on the success
+/// path to see the unmount's own error.
+pub struct Mounted {
+    store: Arc<dyn ObjectStore>,
+    mounted: bool,
+}
+
+impl fmt::Debug for Mounted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mounted")
+            .field("store_type", &self.store.store_type())
+            .field("mounted", &self.mounted)
+            .finish()
+    }
+}
+
+impl Mounted {
+    pub fn mount(store: Arc<dyn ObjectStore>) -> Result<Mounted> {
+        store.mount()?;
+        Ok(Mounted {
+            store,
+            mounted: true,
+        })
+    }
+
+    pub fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
+    pub fn umount(mut self) -> Result<()> {
+        self.mounted = false;
+        self.store.umount()
+    }
+
+    /// Unmounts after `r`, the outcome of the work done while mounted. The work's error
+    /// wins because it is the one the caller asked about; an unmount failure after it is
+    /// appended so it is not lost.
+    pub fn finish<T>(self, r: Result<T>) -> Result<T> {
+        let u = self.umount();
+        match (r, u) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(e.context("unmounting")),
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(u)) => {
+                let kind = e.kind();
+                Err(Error::new(
+                    kind,
+                    format!("{}; then unmounting failed too: {u}", e.message()),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.mounted {
+            // Best effort: the error that caused the early return is already on its way.
+            let _ = self.store.umount();
+        }
+    }
+}
