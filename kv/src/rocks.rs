@@ -185,7 +185,7 @@ impl Inner {
         ro
     }
 
-    fn get(&self, key: &[u8], snap: Option<&Snap>) -> Result<Option<Vec<u8>>> {
+    fn get(&self, key: &[u8], snap: Option<&Snap<'_>>) -> Result<Option<Vec<u8>>> {
         let mut ro = self.read_opts(None);
         if let Some(s) = snap {
             ro.set_snapshot(s);
@@ -193,7 +193,7 @@ impl Inner {
         self.db.get_opt(key, &ro).map_err(map_err)
     }
 
-    fn multi_get(&self, keys: &[&[u8]], snap: Option<&Snap>) -> Result<Vec<Option<Vec<u8>>>> {
+    fn multi_get(&self, keys: &[&[u8]], snap: Option<&Snap<'_>>) -> Result<Vec<Option<Vec<u8>>>> {
         let mut ro = self.read_opts(None);
         if let Some(s) = snap {
             ro.set_snapshot(s);
@@ -205,7 +205,7 @@ impl Inner {
             .collect()
     }
 
-    fn iter(&self, range: KeyRange, snap: Option<&Snap>) -> Box<dyn KvIterator + '_> {
+    fn iter(&self, range: KeyRange, snap: Option<&Snap<'_>>) -> Box<dyn KvIterator + '_> {
         let mut ro = self.read_opts(Some(&range));
         if let Some(s) = snap {
             ro.set_snapshot(s);

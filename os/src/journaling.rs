@@ -50,7 +50,9 @@ use ostore_journal::{
 use crate::codec::{Decoder, Encoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{CollectionId, ObjectId};
-use crate::store::{Completion, ObjectStat, ObjectStore, OmapContents, OmapIterator, StoreStatfs};
+use crate::store::{
+    Completion, FsckReport, ObjectStat, ObjectStore, OmapContents, OmapIterator, StoreStatfs,
+};
 use crate::superblock::Superblock;
 use crate::transaction::{OmapKey, Transaction};
 use crate::CollectionHandle;
@@ -76,6 +78,15 @@ pub trait Backend: Send + Sync + 'static {
     fn apply(&self, seq: u64, txn: &Transaction) -> Result<Result<()>>;
     /// Makes every applied transaction durable; `seq` is the last one applied.
     fn checkpoint(&self, seq: u64) -> Result<()>;
+    /// Backend-specific consistency checks (see [`ObjectStore::fsck`]).
+    fn fsck(&self, _deep: bool) -> Result<FsckReport> {
+        Ok(FsckReport::default())
+    }
+    /// Repairs what can be repaired without losing committed data (see
+    /// [`ObjectStore::repair`]); runs with applies quiesced, after a checkpoint.
+    fn repair(&self) -> Result<FsckReport> {
+        self.fsck(true)
+    }
     /// Whether a checkpoint is a consistent snapshot of the applied state that mount
     /// rolls back to (MemStore's dump, btrfs/ZFS snapshots), which makes
     /// [`JournalMode::Parallel`] safe. In-place backends (RocksDB, files on XFS) say no.
@@ -374,6 +385,8 @@ pub struct JournaledStore<B: Backend> {
     lock_file: Mutex<Option<std::fs::File>>,
     /// Whether mount takes the lock file (only on the real filesystem).
     lock_dir: bool,
+    /// What the last mount found.
+    last_report: Mutex<Option<MountReport>>,
 }
 
 impl<B: Backend> std::fmt::Debug for JournaledStore<B> {
@@ -666,7 +679,7 @@ impl<B: Backend> ScanCallbacks for Replayer<'_, B> {
 }
 
 /// What a mount found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MountReport {
     pub checkpoint: u64,
     pub replayed: u64,
@@ -705,6 +718,7 @@ impl<B: Backend> JournaledStore<B> {
             mode: RwLock::new(Mode::Unmounted),
             lock_file: Mutex::new(None),
             lock_dir: false,
+            last_report: Mutex::new(None),
         }
     }
 
@@ -817,6 +831,7 @@ impl<B: Backend> JournaledStore<B> {
         let (running, report) = r?;
         *g = Mode::Mounted(Box::new(running));
         tracing::info!(path = %self.data_path.display(), ?report, "mounted");
+        *lock(&self.last_report) = Some(report.clone());
         Ok(report)
     }
 
@@ -1297,6 +1312,28 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
         oid: &ObjectId,
     ) -> Result<Box<dyn OmapIterator + Send>> {
         self.handle_read(ch, |b| b.omap_iterator(ch.cid(), oid))
+    }
+
+    fn fsck(&self, deep: bool) -> Result<FsckReport> {
+        self.with(|r| {
+            let mut rep = r.shared.backend.fsck(deep)?;
+            rep.checked
+                .insert("journal_next_seq".into(), *lock(&r.submit));
+            Ok(rep)
+        })
+    }
+
+    fn mount_report(&self) -> Option<MountReport> {
+        lock(&self.last_report).clone()
+    }
+
+    fn repair(&self) -> Result<FsckReport> {
+        self.with(|r| {
+            // Quiesce and make the applied state durable first, so a repair never races
+            // an apply and never stands on state only the journal holds.
+            r.shared.checkpoint(&r.journal)?;
+            r.shared.backend.repair()
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod fsck;
 pub mod hash;
 pub mod ids;
 pub mod journaling;
@@ -21,7 +22,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use ids::{CollectionId, ObjectId, PgId, Snap, NO_GEN, NO_SHARD};
 pub use precheck::{precheck, StateView};
 pub use store::{
-    Callback, CollectionHandle, Completion, ObjectStat, ObjectStore, OmapIterator,
+    Callback, CollectionHandle, Completion, FsckReport, ObjectStat, ObjectStore, OmapIterator,
     SnapshotOmapIterator, StoreStatfs,
 };
 pub use transaction::{OmapKey, Op, OpCode, Transaction};

@@ -131,6 +131,42 @@ pub struct StoreStatfs {
     pub collections: u64,
 }
 
+/// What a consistency check found. `errors` make `os-tool fsck` exit non-zero;
+/// `checked` counts what was looked at (objects, strips, checksums, ...), so a report
+/// also says how much it covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FsckReport {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// What a repair changed (empty for a check).
+    pub repaired: Vec<String>,
+    pub checked: BTreeMap<String, u64>,
+}
+
+impl FsckReport {
+    pub fn count(&mut self, what: &str, n: u64) {
+        *self.checked.entry(what.to_string()).or_default() += n;
+    }
+    pub fn error(&mut self, e: impl Into<String>) {
+        self.errors.push(e.into());
+    }
+    pub fn warn(&mut self, w: impl Into<String>) {
+        self.warnings.push(w.into());
+    }
+    /// Adds another report's findings and counts to this one.
+    pub fn merge(&mut self, o: FsckReport) {
+        self.errors.extend(o.errors);
+        self.warnings.extend(o.warnings);
+        self.repaired.extend(o.repaired);
+        for (k, v) in o.checked {
+            *self.checked.entry(k).or_default() += v;
+        }
+    }
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
 /// A cursor over an object's omap keys in byte order (Ceph's ObjectMapIterator).
 pub trait OmapIterator {
     fn seek_to_first(&mut self) -> Result<()>;
@@ -284,6 +320,24 @@ pub trait ObjectStore: Send + Sync {
         ch: &CollectionHandle,
         oid: &ObjectId,
     ) -> Result<Box<dyn OmapIterator + Send>>;
+
+    /// Backend-specific consistency checks of the mounted store (its own structures,
+    /// references and, with `deep`, every data checksum). Checks that need only the
+    /// API above live in `os-tool fsck`.
+    fn fsck(&self, _deep: bool) -> Result<FsckReport> {
+        Ok(FsckReport::default())
+    }
+
+    /// What the last mount found and replayed (journaled stores).
+    fn mount_report(&self) -> Option<crate::journaling::MountReport> {
+        None
+    }
+
+    /// Repairs what can be repaired without losing committed data; the report lists
+    /// what was changed and what could not be repaired.
+    fn repair(&self) -> Result<FsckReport> {
+        self.fsck(true)
+    }
 }
 
 #[cfg(test)]

@@ -457,11 +457,11 @@ fn variants(fs: &SimFs, at: usize, rng: &mut Rng) -> Vec<(Vec<usize>, Option<Tea
     out
 }
 
+/// A store mounted on a crash image, and the state it shows.
+type Recovered = (Arc<dyn ObjectStore>, StoreState);
+
 /// Mounts a crash image; `Ok(None)` when it is detectably unformatted.
-fn recover(
-    f: &dyn SimStoreFactory,
-    fs: &SimFs,
-) -> std::result::Result<Option<(Arc<dyn ObjectStore>, StoreState)>, String> {
+fn recover(f: &dyn SimStoreFactory, fs: &SimFs) -> std::result::Result<Option<Recovered>, String> {
     let store = f.create(Arc::new(fs.clone()), Path::new(SIM_DIR));
     match store.mount() {
         Ok(()) => {

@@ -30,9 +30,17 @@ pub struct Cli {
     #[arg(long = "type", global = true, value_name = "TYPE")]
     pub store_type: Option<String>,
 
-    /// How single JSON documents are printed (`list` is always one line per object).
+    /// Where the journal lives when it is not `<data-path>/journal`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub journal_path: Option<PathBuf>,
+
+    /// How single documents are printed (`list` is always one JSON line per object).
     #[arg(long, global = true, value_enum, default_value_t = Format::JsonPretty)]
     pub format: Format,
+
+    /// Log what the store does (replay, checkpoints) to stderr; `RUST_LOG` refines it.
+    #[arg(long, global = true)]
+    pub debug: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -65,6 +73,180 @@ pub enum Command {
     Getattrs(ObjectArgs),
     /// Shows the omap header and keys.
     Omap(OmapArgs),
+    /// Checks the store: replays the journal, walks every collection and object through
+    /// the API (order, paging, sizes, attrs, omap), and runs the backend's own checks;
+    /// `--deep` also reads every byte and verifies every checksum. Prints a JSON report;
+    /// exits non-zero (EUCLEAN) when it finds an error.
+    Fsck(FsckArgs),
+    /// Repairs what can be repaired without losing committed data, then checks again.
+    Repair,
+    /// The write-ahead journal: dump it (works on a journal too damaged to mount), or
+    /// replay it into the store and checkpoint.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+    /// Replaces an object's data with the bytes of a file (or stdin).
+    SetBytes(SetBytesArgs),
+    /// Sets one attr.
+    SetAttr(SetValueArgs),
+    /// Removes one attr (ENODATA if it is not there).
+    RmAttr(NameArgs),
+    /// Lists an object's omap keys, one JSON value per line.
+    ListOmap(ObjectArgs),
+    /// Shows the value of one omap key (ENOENT if it is not there).
+    GetOmap(KeyArgs),
+    /// Sets one omap key.
+    SetOmap(SetKeyArgs),
+    /// Removes one omap key.
+    RmOmap(KeyArgs),
+    /// Shows the omap header.
+    GetOmaphdr(GetValueArgs),
+    /// Sets the omap header.
+    SetOmaphdr(SetHeaderArgs),
+    /// Removes an object (all four parts).
+    Remove(ObjectArgs),
+    /// Writes collections and their objects to a versioned, checksummed stream file.
+    Export(ExportArgs),
+    /// Reads an export file into this store (any backend); collections must not exist.
+    Import(ImportArgs),
+    /// Runs an os-bench workload with the backend of `--type` (default memstore) in
+    /// scratch stores under `--data-path`, beside its raw-disk anchor; prints the table.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The workload (see `os-bench --help`; `all` runs every one).
+    #[arg(long, default_value = "small-overwrite")]
+    pub workload: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds of measurement.
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Read every byte of every object and verify every checksum.
+    #[arg(long)]
+    pub deep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Every batch and entry of every volume (seq, size, the transactions' ops), without
+    /// mounting. Exits EUCLEAN after printing when the journal is damaged.
+    Dump(JournalDumpArgs),
+    /// Replays the journal into the store and checkpoints, without serving.
+    Replay,
+}
+
+#[derive(Debug, Args)]
+pub struct JournalDumpArgs {
+    /// Only this volume number.
+    #[arg(long, value_name = "N")]
+    pub volume: Option<u64>,
+    /// Also print every op of every transaction (JSON form).
+    #[arg(long)]
+    pub ops: bool,
+}
+
+/// A value given inline (UTF-8 text, or `{"hex":"..."}`) or read from a file.
+#[derive(Debug, Args)]
+pub struct ValueSource {
+    /// The value: text, or a JSON `{"hex": "..."}` / `{"base64": ...}` form for bytes.
+    #[arg(value_name = "VALUE", allow_hyphen_values = true)]
+    pub value: Option<String>,
+    /// Read the value from this file instead (`-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "value")]
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetBytesArgs {
+    #[command(flatten)]
+    pub obj: ObjectArgs,
+    /// The file whose bytes become the object's data (`-` for stdin).
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    #[command(flatten)]
+    pub obj: ObjectArgs,
+    /// The attr's name.
+    #[arg(value_name = "NAME", allow_hyphen_values = true)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetValueArgs {
+    #[command(flatten)]
+    pub obj: ObjectArgs,
+    /// The attr's name.
+    #[arg(value_name = "NAME", allow_hyphen_values = true)]
+    pub name: String,
+    #[command(flatten)]
+    pub value: ValueSource,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    pub obj: ObjectArgs,
+    /// The omap key: text, or `{"hex":"..."}` for binary keys.
+    #[arg(value_name = "KEY", allow_hyphen_values = true)]
+    pub key: String,
+    /// Write the value's bytes to stdout instead of its JSON form (get-omap).
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetKeyArgs {
+    #[command(flatten)]
+    pub obj: ObjectArgs,
+    /// The omap key: text, or `{"hex":"..."}` for binary keys.
+    #[arg(value_name = "KEY", allow_hyphen_values = true)]
+    pub key: String,
+    #[command(flatten)]
+    pub value: ValueSource,
+}
+
+#[derive(Debug, Args)]
+pub struct GetValueArgs {
+    #[command(flatten)]
+    pub obj: ObjectArgs,
+    /// Write the bytes to stdout instead of their JSON form.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetHeaderArgs {
+    #[command(flatten)]
+    pub obj: ObjectArgs,
+    #[command(flatten)]
+    pub value: ValueSource,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only this collection (repeatable); every collection when omitted.
+    #[arg(long, alias = "pgid", value_name = "CID")]
+    pub collection: Vec<String>,
+    /// The export file to write (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file to read (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub file: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,10 +6,15 @@
 //!   that names backend types).
 //! - [`cli`]: the command line (clap), including the ceph-objectstore-tool style `--op`.
 //! - [`commands`]: what each command reads or writes.
-//! - [`output`]: JSON documents, `list` lines and the one-line error form.
+//! - [`output`]: JSON documents, `list` lines, progress bars and the one-line error form.
+//! - [`journal_cmd`]: the journal dump;
+//!   [`export`]: the export stream format.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod export;
+pub mod journal_cmd;
 pub mod open;
 pub mod output;
 
@@ -28,6 +33,15 @@ pub fn run(args: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         }
         Err(cli::ParseExit::Usage(e)) => return output::report(err, &e),
     };
+    if cli.debug {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+        // A second init (tests run several commands in one process) is harmless.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     match commands::run(&cli, out) {
         Ok(()) => 0,
         Err(e) if output::is_broken_pipe(&e) => 0,

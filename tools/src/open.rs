@@ -3,10 +3,11 @@
 //! [`STORE_TYPES`] and [`construct`], nothing else.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ostore_memstore::MemStore;
+use ostore_os::journaling::JournalingOptions;
 use ostore_os::superblock::Superblock;
 use ostore_os::{Error, ErrorKind, ObjectStore, Result};
 
@@ -35,9 +36,43 @@ fn check_known(store_type: &str) -> Result<()> {
     }
 }
 
-fn construct(store_type: &str, data_path: &Path) -> Result<Arc<dyn ObjectStore>> {
+/// Where a store is and what it is, from the global options.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `--type`: checked against the superblock; mkfs's backend.
+    pub store_type: Option<String>,
+    pub data_path: PathBuf,
+    /// `--journal-path`; `<data-path>/journal` when `None`.
+    pub journal_path: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    pub fn journal_dir(&self) -> PathBuf {
+        self.journal_path
+            .clone()
+            .unwrap_or_else(|| self.data_path.join("journal"))
+    }
+
+    pub fn options(&self) -> JournalingOptions {
+        JournalingOptions {
+            journal_path: self.journal_path.clone(),
+            ..JournalingOptions::default()
+        }
+    }
+}
+
+fn construct(store_type: &str, cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
+    construct_with(store_type, cfg, cfg.options())
+}
+
+fn construct_with(
+    store_type: &str,
+    cfg: &StoreConfig,
+    opts: JournalingOptions,
+) -> Result<Arc<dyn ObjectStore>> {
+    let data_path = &cfg.data_path;
     match store_type {
-        "memstore" => Ok(Arc::new(MemStore::new(data_path))),
+        "memstore" => Ok(Arc::new(MemStore::with_options(data_path, opts))),
         t => Err(Error::invalid(format!(
             "unknown --type {t}: expected {}",
             expected_types()
@@ -62,21 +97,36 @@ fn check_dir(data_path: &Path) -> Result<()> {
 
 /// A store to format at `data_path` (which need not exist yet). `store_type` defaults
 /// to [`DEFAULT_STORE_TYPE`].
-pub fn store_for_mkfs(store_type: Option<&str>, data_path: &Path) -> Result<Arc<dyn ObjectStore>> {
-    let t = store_type.unwrap_or(DEFAULT_STORE_TYPE);
+pub fn store_for_mkfs(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
+    let data_path = &cfg.data_path;
+    let t = cfg.store_type.as_deref().unwrap_or(DEFAULT_STORE_TYPE);
     check_known(t)?;
     // mkfs creates a missing directory, but a file in the way deserves a plainer
     // message than the backend's "creating ...: File exists".
     if data_path.exists() {
         check_dir(data_path)?;
     }
-    construct(t, data_path)
+    construct(t, cfg)
+}
+
+/// Like [`store_for_mkfs`], with journaling options adjusted by `tune` (benchmarks).
+pub fn store_for_mkfs_with(
+    cfg: &StoreConfig,
+    tune: impl FnOnce(&mut JournalingOptions),
+) -> Result<Arc<dyn ObjectStore>> {
+    let t = cfg.store_type.as_deref().unwrap_or(DEFAULT_STORE_TYPE);
+    check_known(t)?;
+    let mut o = cfg.options();
+    tune(&mut o);
+    construct_with(t, cfg, o)
 }
 
 /// Opens (without mounting) the formatted store at `data_path`. The type comes from the
 /// superblock; a `store_type` given by the caller must match it, so a wrong `--type`
 /// is refused here rather than by whatever the backend makes of a foreign directory.
-pub fn open_store(store_type: Option<&str>, data_path: &Path) -> Result<Arc<dyn ObjectStore>> {
+pub fn open_store(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
+    let store_type = cfg.store_type.as_deref();
+    let data_path = &cfg.data_path;
     if let Some(t) = store_type {
         check_known(t)?;
     }
@@ -101,7 +151,7 @@ pub fn open_store(store_type: Option<&str>, data_path: &Path) -> Result<Arc<dyn 
             ),
         ));
     }
-    construct(&sb.store_type, data_path)
+    construct(&sb.store_type, cfg)
 }
 
 /// The superblock of the store at `data_path`, with ENOENT naming the path when the

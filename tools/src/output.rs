@@ -14,6 +14,89 @@ pub enum Format {
     Json,
     /// Indented, for people.
     JsonPretty,
+    /// `key: value` lines, for people and `grep`.
+    Plain,
+}
+
+/// A progress bar on stderr while a long command runs, only when stderr is a terminal
+/// (scripts and tests see nothing). Results never go to stderr, so it cannot mix with
+/// them.
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn tty() -> bool {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal()
+    }
+
+    /// A counter of `unit` (total unknown).
+    pub fn new(what: &str, unit: &str) -> Progress {
+        if !Progress::tty() {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what}: {{pos}} {unit} ({{per_sec}}, {{elapsed}})"
+        )) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress { bar: Some(bar) }
+    }
+
+    /// A spinner with a message.
+    pub fn spinner(what: &str) -> Progress {
+        if !Progress::tty() {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress { bar: Some(bar) }
+    }
+
+    pub fn set(&mut self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(n);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Plain rendering: one `path: value` line per leaf, nested keys joined with dots and
+/// array items with `[i]`; strings unquoted.
+fn plain(prefix: &str, v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, x) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                plain(&p, x, out);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for (i, x) in a.iter().enumerate() {
+                plain(&format!("{prefix}[{i}]"), x, out);
+            }
+        }
+        Value::String(s) => {
+            out.push_str(&format!("{prefix}: {s}\n"));
+        }
+        v => {
+            out.push_str(&format!("{prefix}: {v}\n"));
+        }
+    }
 }
 
 const BROKEN_PIPE: &str = "stdout was closed";
@@ -36,6 +119,15 @@ pub fn document(out: &mut dyn Write, format: Format, v: &Value) -> Result<()> {
     let s = match format {
         Format::Json => serde_json::to_string(v),
         Format::JsonPretty => serde_json::to_string_pretty(v),
+        Format::Plain => {
+            let mut s = String::new();
+            if v.is_object() || v.is_array() {
+                plain("", v, &mut s);
+            } else {
+                plain("value", v, &mut s);
+            }
+            return out.write_all(s.as_bytes()).map_err(write_err);
+        }
     }
     .map_err(|e| Error::invalid(format!("cannot render JSON: {e}")))?;
     writeln!(out, "{s}").map_err(write_err)

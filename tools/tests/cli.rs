@@ -53,7 +53,24 @@ fn mkfs_then_info_and_mkfs_twice_is_eexist() {
     let made = ok(&d, &["mkfs"]).json();
     assert_eq!(made["store_type"], "memstore");
     let info = ok(&d, &["info"]).json();
-    assert_eq!(info, made, "info shows what mkfs wrote");
+    for k in [
+        "store_type",
+        "fsid",
+        "created",
+        "created_utc",
+        "options",
+        "data_path",
+    ] {
+        assert_eq!(info[k], made[k], "info shows the {k} mkfs wrote");
+    }
+    assert_eq!(
+        info["committed_seq"], 0,
+        "a fresh store has committed nothing"
+    );
+    assert!(
+        info["journal"]["volume_size"].as_u64().unwrap() > 0,
+        "{info}"
+    );
     assert_eq!(info["fsid"].as_str().unwrap().len(), 36);
     assert!(info["created"].as_u64().unwrap() > 1_600_000_000);
     assert!(info["created_utc"].as_str().unwrap().ends_with('Z'));

@@ -1,6 +1,6 @@
 //! The README's first command: format a MemStore in a temporary directory (or the
 //! directory given as the first argument), apply a small OSD-like workload, remount,
-//! read everything back and check it.
+//! read everything back, check it, and fsck it.
 //!
 //! `cargo run --release -p ostore-memstore --example demo [DIR]`
 
@@ -134,6 +134,12 @@ fn run() -> Result<()> {
     println!(
         "verified {objects} objects ({seen} bytes): data, attrs, placement and order all correct"
     );
+    // The same check `os-tool fsck --deep` runs.
+    let rep = ostore_os::fsck::fsck(&*store, true, &mut |_| {})?;
+    if !rep.is_clean() {
+        return Err(ostore_os::Error::corrupt(format!("fsck: {:?}", rep.errors)));
+    }
+    println!("fsck --deep: clean ({:?})", rep.checked);
     store.umount()?;
     std::fs::remove_dir_all(&dir).ok();
     println!("ok");

@@ -81,6 +81,7 @@ fn with_path<'a>(dir: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
 /// Errno values of the names the tool reports.
 pub fn errno(name: &str) -> i32 {
     match name {
+        "EIO" => 5,
         "ENOENT" => 2,
         "E2BIG" => 7,
         "EEXIST" => 17,
@@ -89,6 +90,7 @@ pub fn errno(name: &str) -> i32 {
         "ENOTEMPTY" => 39,
         "ENODATA" => 61,
         "EOPNOTSUPP" => 95,
+        "EUCLEAN" => 117,
         other => panic!("test does not know errno {other}"),
     }
 }

@@ -1,0 +1,951 @@
+//! The benchmark harness behind `os-bench` and `os-tool bench`: named workloads run
+//! against a backend in a scratch directory, each beside the raw-disk (or raw-RocksDB,
+//! or memory) anchor it should be compared with, measured in the same process.
+//!
+//! Every result carries ops/s, MB/s and commit latency percentiles from an HDR
+//! histogram, and the ratio to its anchor. Workloads are closed loops of `clients`
+//! threads, each waiting for its transaction's `on_commit` before the next, except
+//! `osd-bench`, which copies Ceph's OSD `bench` command: one thread queues every write
+//! without waiting and one final wait for all commits stops the clock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ostore_os::{
+    CollectionHandle, CollectionId, Completion, Error, ObjectId, ObjectStore, Result, Transaction,
+};
+use serde::Serialize;
+
+use crate::open::{self, StoreConfig};
+
+/// The workloads, in the order `all` runs them.
+pub const WORKLOADS: &[&str] = &[
+    "small-overwrite",
+    "rados-4k",
+    "create-small",
+    "large-write",
+    "omap-heavy",
+    "read-random",
+    "clone-overwrite",
+    "mixed",
+    "osd-bench",
+    "replay",
+    "fsck",
+    "journal",
+];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOpts {
+    /// Scratch directory; each run uses (and removes) a subdirectory.
+    pub dir: PathBuf,
+    pub backend: String,
+    pub clients: usize,
+    pub duration: Duration,
+    pub seed: u64,
+    /// Objects pre-created for overwrite and read workloads.
+    pub objects: usize,
+    /// Object size for overwrite and read workloads.
+    pub object_size: u64,
+    /// `replay`: bytes of journal to replay; `osd-bench`: bytes to write.
+    pub total_bytes: u64,
+    /// Block size for `osd-bench` (4 KiB into existing objects, or 4 MiB new objects).
+    pub block_size: u64,
+}
+
+impl Default for BenchOpts {
+    fn default() -> Self {
+        BenchOpts {
+            dir: std::env::temp_dir().join("ostore-bench"),
+            backend: "memstore".into(),
+            clients: 16,
+            duration: Duration::from_secs(5),
+            seed: 1,
+            objects: 256,
+            object_size: 4 << 20,
+            total_bytes: 256 << 20,
+            block_size: 4096,
+        }
+    }
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub workload: String,
+    pub backend: String,
+    pub clients: usize,
+    pub ops: u64,
+    pub secs: f64,
+    pub ops_per_sec: f64,
+    pub mb_per_sec: f64,
+    /// Commit (or read) latency percentiles in microseconds.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    /// The anchor this result is compared with, its figure and our ratio to it.
+    pub anchor: Option<String>,
+    pub anchor_value: Option<f64>,
+    pub ratio: Option<f64>,
+    /// What the ratio compares (`ops/s` or `MB/s`).
+    pub ratio_of: Option<String>,
+    pub notes: BTreeMap<String, String>,
+}
+
+fn hist() -> Histogram<u64> {
+    // 1 µs .. 100 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).expect("histogram"))
+}
+
+/// Counts and latencies from a run of client threads.
+struct Tally {
+    ops: u64,
+    bytes: u64,
+    secs: f64,
+    hist: Histogram<u64>,
+}
+
+impl Tally {
+    fn result(&self, workload: &str, backend: &str, clients: usize) -> BenchResult {
+        let secs = self.secs.max(1e-9);
+        BenchResult {
+            workload: workload.into(),
+            backend: backend.into(),
+            clients,
+            ops: self.ops,
+            secs,
+            ops_per_sec: self.ops as f64 / secs,
+            mb_per_sec: self.bytes as f64 / secs / 1e6,
+            p50_us: self.hist.value_at_quantile(0.5),
+            p99_us: self.hist.value_at_quantile(0.99),
+            p999_us: self.hist.value_at_quantile(0.999),
+            anchor: None,
+            anchor_value: None,
+            ratio: None,
+            ratio_of: None,
+            notes: BTreeMap::new(),
+        }
+    }
+}
+
+/// Runs `clients` threads for `duration`; each calls `op(client, i)` in a loop, which
+/// returns the bytes it moved; the call's wall time is its latency.
+fn closed_loop(
+    clients: usize,
+    duration: Duration,
+    op: impl Fn(usize, u64) -> Result<u64> + Sync,
+) -> Result<Tally> {
+    let stop = AtomicBool::new(false);
+    let total = Mutex::new(Tally {
+        ops: 0,
+        bytes: 0,
+        secs: 0.0,
+        hist: hist(),
+    });
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let hs: Vec<_> = (0..clients)
+            .map(|c| {
+                let (stop, op, total) = (&stop, &op, &total);
+                s.spawn(move || -> Result<()> {
+                    let mut h = hist();
+                    let (mut ops, mut bytes) = (0u64, 0u64);
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        bytes += op(c, i)?;
+                        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                        ops += 1;
+                        i += 1;
+                    }
+                    let mut tl = total.lock().map_err(|_| Error::failed("bench lock"))?;
+                    tl.ops += ops;
+                    tl.bytes += bytes;
+                    let _ = tl.hist.add(&h);
+                    Ok(())
+                })
+            })
+            .collect();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::SeqCst);
+        for h in hs {
+            h.join()
+                .map_err(|_| Error::failed("bench client panicked"))??;
+        }
+        Ok(())
+    })?;
+    let mut t = total
+        .into_inner()
+        .map_err(|_| Error::failed("bench lock"))?;
+    t.secs = start.elapsed().as_secs_f64();
+    Ok(t)
+}
+
+/// splitmix64, so a seed replays the same offsets.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Waits for one transaction's commit.
+fn commit(s: &dyn ObjectStore, ch: &CollectionHandle, t: Transaction) -> Result<()> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    s.queue_transactions(
+        ch,
+        vec![t],
+        Completion::on_commit(move |r| {
+            let _ = tx.send(r);
+        }),
+    )?;
+    rx.recv()
+        .map_err(|_| Error::failed("commit callback dropped"))?
+}
+
+const PGS: u32 = 8;
+
+fn pg(i: usize) -> CollectionId {
+    CollectionId::pg(1, (i as u32) % PGS)
+}
+
+/// A fresh formatted, mounted store of the chosen backend.
+struct Scratch {
+    store: Arc<dyn ObjectStore>,
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(o: &BenchOpts, name: &str) -> Result<Scratch> {
+        let dir = o
+            .dir
+            .join(format!("{}-{name}-{}", o.backend, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = StoreConfig {
+            store_type: Some(o.backend.clone()),
+            data_path: dir.clone(),
+            journal_path: None,
+        };
+        let store = open::store_for_mkfs(&cfg)?;
+        store.mkfs()?;
+        store.mount()?;
+        for p in 0..PGS {
+            let c = CollectionId::pg(1, p);
+            let ch = store.create_new_collection(&c)?;
+            let mut t = Transaction::new();
+            t.create_collection(&c, 3);
+            store.apply_transaction(&ch, t)?;
+        }
+        Ok(Scratch { store, dir })
+    }
+
+    fn handles(&self) -> Result<Vec<CollectionHandle>> {
+        (0..PGS as usize)
+            .map(|p| self.store.open_collection(&pg(p)))
+            .collect()
+    }
+
+    /// Objects `0..n` of `size` bytes, written (not sparse) in 1 MiB transactions.
+    fn prefill(&self, n: usize, size: u64) -> Result<()> {
+        let hs = self.handles()?;
+        for i in 0..n {
+            let c = pg(i);
+            let o = obj(i);
+            let mut off = 0;
+            while off < size {
+                let len = (size - off).min(1 << 20);
+                let mut t = Transaction::new();
+                t.write(&c, &o, off, vec![(i as u8) | 1; len as usize]);
+                commit(&*self.store, &hs[i % PGS as usize], t)?;
+                off += len;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(self) -> Result<()> {
+        let r = self.store.umount();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        r
+    }
+}
+
+fn obj(i: usize) -> ObjectId {
+    ObjectId::new(1, format!("rbd_data.bench.{i:016x}"))
+}
+
+/// Runs one workload; the anchor and ratio are filled in by [`run`].
+fn workload(name: &str, o: &BenchOpts) -> Result<BenchResult> {
+    let sc = Scratch::new(o, name)?;
+    let r = workload_on(name, o, &sc);
+    let rm = sc.remove();
+    let r = r?;
+    rm?;
+    Ok(r)
+}
+
+fn workload_on(name: &str, o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
+    let s = &*sc.store;
+    let hs = sc.handles()?;
+    let blocks = (o.object_size / 4096).max(1);
+    let objects = o.objects.max(o.clients).max(1);
+    let tally = match name {
+        "small-overwrite" => {
+            sc.prefill(objects, o.object_size)?;
+            closed_loop(o.clients, o.duration, |c, i| {
+                let r = mix(o.seed ^ ((c as u64) << 40) ^ i);
+                // Each client owns the objects congruent to it: overwrites of one object
+                // by two clients at once would measure lock ordering, not the store.
+                let k = (c + o.clients * (r as usize % (objects / o.clients).max(1))) % objects;
+                let mut t = Transaction::new();
+                t.write(
+                    &pg(k),
+                    &obj(k),
+                    (r >> 20) % blocks * 4096,
+                    vec![c as u8; 4096],
+                );
+                commit(s, &hs[k % PGS as usize], t)?;
+                Ok(4096)
+            })?
+        }
+        "rados-4k" => {
+            sc.prefill(objects, o.object_size)?;
+            let log_seq = AtomicU64::new(0);
+            closed_loop(o.clients, o.duration, |c, i| {
+                let r = mix(o.seed ^ ((c as u64) << 40) ^ i);
+                let k = (c + o.clients * (r as usize % (objects / o.clients).max(1))) % objects;
+                let cid = pg(k);
+                let pgmeta = ObjectId::new(1, format!("pgmeta_{cid}"));
+                let v = log_seq.fetch_add(1, Ordering::Relaxed);
+                let mut t = Transaction::new();
+                t.write(
+                    &cid,
+                    &obj(k),
+                    (r >> 20) % blocks * 4096,
+                    vec![c as u8; 4096],
+                )
+                .setattr(&cid, &obj(k), "_", vec![1u8; 256])
+                .setattr(&cid, &obj(k), "snapset", vec![2u8; 32])
+                .omap_setkeys(
+                    &cid,
+                    &pgmeta,
+                    BTreeMap::from([
+                        (b"_info".to_vec(), vec![3u8; 128]),
+                        (format!("0000000001.{v:020}").into_bytes(), vec![4u8; 1024]),
+                    ]),
+                );
+                if v >= 64 {
+                    t.omap_rmkeys(
+                        &cid,
+                        &pgmeta,
+                        [format!("0000000001.{:020}", v - 64).into_bytes()].into(),
+                    );
+                }
+                commit(s, &hs[k % PGS as usize], t)?;
+                Ok(4096)
+            })?
+        }
+        "create-small" => closed_loop(o.clients, o.duration, |c, i| {
+            let k = ((i as usize) << 8) | c;
+            let cid = pg(k);
+            let oid = ObjectId::new(1, format!("small.{c}.{i}"));
+            let mut t = Transaction::new();
+            t.touch(&cid, &oid)
+                .write(&cid, &oid, 0, vec![7u8; 4096])
+                .setattr(&cid, &oid, "_", vec![1u8; 256])
+                .omap_setkeys(&cid, &oid, BTreeMap::from([(b"k".to_vec(), vec![2u8; 64])]));
+            commit(s, &hs[k % PGS as usize], t)?;
+            Ok(4096)
+        })?,
+        "large-write" => closed_loop(o.clients, o.duration, |c, i| {
+            let k = ((i as usize) << 8) | c;
+            let cid = pg(k);
+            let oid = ObjectId::new(1, format!("large.{c}.{i}"));
+            let mut t = Transaction::new();
+            t.write(&cid, &oid, 0, vec![9u8; 4 << 20]);
+            commit(s, &hs[k % PGS as usize], t)?;
+            Ok(4 << 20)
+        })?,
+        "omap-heavy" => {
+            // Objects accumulate 1,000+ keys: each transaction adds 100 keys of 128 B.
+            closed_loop(o.clients, o.duration, |c, i| {
+                let k = c % objects;
+                let cid = pg(k);
+                let oid = ObjectId::new(1, format!("omap.{c}.{}", i / 20));
+                let keys: BTreeMap<Vec<u8>, Vec<u8>> = (0..100)
+                    .map(|j| (format!("key.{i:08}.{j:04}").into_bytes(), vec![5u8; 128]))
+                    .collect();
+                let mut t = Transaction::new();
+                t.omap_setkeys(&cid, &oid, keys);
+                commit(s, &hs[k % PGS as usize], t)?;
+                Ok(100 * 128)
+            })?
+        }
+        "read-random" => {
+            sc.prefill(objects, o.object_size)?;
+            closed_loop(o.clients, o.duration, |c, i| {
+                let r = mix(o.seed ^ ((c as u64) << 40) ^ i);
+                let k = r as usize % objects;
+                let d = s.read(
+                    &hs[k % PGS as usize],
+                    &obj(k),
+                    (r >> 20) % blocks * 4096,
+                    4096,
+                )?;
+                Ok(d.len() as u64)
+            })?
+        }
+        "clone-overwrite" => {
+            sc.prefill(o.clients, 4 << 20)?;
+            closed_loop(o.clients, o.duration, |c, i| {
+                let cid = pg(c);
+                let clone = ObjectId::new(1, format!("clone.{c}.{i}"));
+                let mut t = Transaction::new();
+                t.clone_obj(&cid, &obj(c), &clone).write(
+                    &cid,
+                    &clone,
+                    (i % 1024) * 4096,
+                    vec![3u8; 4096],
+                );
+                if i > 0 {
+                    t.remove(&cid, &ObjectId::new(1, format!("clone.{c}.{}", i - 1)));
+                }
+                commit(s, &hs[c % PGS as usize], t)?;
+                Ok(4096)
+            })?
+        }
+        "mixed" => {
+            sc.prefill(objects, o.object_size)?;
+            closed_loop(o.clients, o.duration, |c, i| {
+                let r = mix(o.seed ^ ((c as u64) << 40) ^ i);
+                let k = (c + o.clients * (r as usize % (objects / o.clients).max(1))) % objects;
+                let h = &hs[k % PGS as usize];
+                match r % 10 {
+                    0..=4 => Ok(s.read(h, &obj(k), (r >> 20) % blocks * 4096, 4096)?.len() as u64),
+                    5..=7 => {
+                        let mut t = Transaction::new();
+                        t.write(&pg(k), &obj(k), (r >> 20) % blocks * 4096, vec![1u8; 4096])
+                            .setattr(&pg(k), &obj(k), "_", vec![1u8; 256]);
+                        commit(s, h, t)?;
+                        Ok(4096)
+                    }
+                    8 => {
+                        s.getattr(h, &obj(k), "_").or_else(|e| {
+                            if e.kind() == ostore_os::ErrorKind::NoData {
+                                Ok(Vec::new())
+                            } else {
+                                Err(e)
+                            }
+                        })?;
+                        Ok(0)
+                    }
+                    _ => {
+                        let oid = ObjectId::new(1, format!("mixed.{c}.{i}"));
+                        let mut t = Transaction::new();
+                        t.write(&pg(k), &oid, 0, vec![2u8; 65536]);
+                        commit(s, h, t)?;
+                        Ok(65536)
+                    }
+                }
+            })?
+        }
+        "osd-bench" => osd_bench(o, sc)?,
+        "replay" => return replay(o, sc),
+        "fsck" => return fsck_bench(o, sc),
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown workload {other}: expected one of {}",
+                WORKLOADS.join(", ")
+            )))
+        }
+    };
+    Ok(tally.result(name, &o.backend, o.clients))
+}
+
+/// Ceph's `ceph tell osd.N bench TOTAL BSIZE OBJSIZE NOBJ`: one thread queues one
+/// single-write transaction per block without waiting; the last commit stops the clock.
+/// With a block smaller than 4 MiB it writes at random aligned offsets of 100
+/// pre-written 4 MiB objects, else whole new objects.
+fn osd_bench(o: &BenchOpts, sc: &Scratch) -> Result<Tally> {
+    let s = &*sc.store;
+    let hs = sc.handles()?;
+    let bs = o.block_size.max(4096);
+    let small = bs < (4 << 20);
+    if small {
+        sc.prefill(100, 4 << 20)?;
+    }
+    let n = (o.total_bytes / bs).max(1);
+    let (tx, rx) = mpsc::channel::<(Instant, Result<()>)>();
+    let start = Instant::now();
+    let mut h = hist();
+    for i in 0..n {
+        let r = mix(o.seed ^ i);
+        let mut t = Transaction::new();
+        let (k, oid, off) = if small {
+            let k = (r % 100) as usize;
+            (k, obj(k), (r >> 20) % ((4 << 20) / bs) * bs)
+        } else {
+            (i as usize, ObjectId::new(1, format!("osdbench.{i}")), 0)
+        };
+        t.write(&pg(k), &oid, off, vec![0xabu8; bs as usize]);
+        let tx = tx.clone();
+        let queued = Instant::now();
+        s.queue_transactions(
+            &hs[k % PGS as usize],
+            vec![t],
+            Completion::on_commit(move |r| {
+                let _ = tx.send((queued, r));
+            }),
+        )?;
+    }
+    drop(tx);
+    for _ in 0..n {
+        let (queued, r) = rx
+            .recv()
+            .map_err(|_| Error::failed("commit callback dropped"))?;
+        r?;
+        let _ = h.record(queued.elapsed().as_micros().max(1) as u64);
+    }
+    Ok(Tally {
+        ops: n,
+        bytes: n * bs,
+        secs: start.elapsed().as_secs_f64(),
+        hist: h,
+    })
+}
+
+/// Time to mount a store whose journal holds `total_bytes` of unapplied transactions,
+/// left by a crash (the store is dropped without unmounting and without a checkpoint).
+fn replay(o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
+    // Build the journal on a store that never checkpoints while it fills.
+    let dir = sc.dir.join("replay");
+    let cfg = StoreConfig {
+        store_type: Some(o.backend.clone()),
+        data_path: dir.clone(),
+        journal_path: None,
+    };
+    let store = open::store_for_mkfs_with(&cfg, |j| {
+        j.checkpoint_interval = Duration::from_secs(3600);
+        j.checkpoint_fill_bytes = u64::MAX;
+        j.max_journal_bytes = u64::MAX;
+    })?;
+    store.mkfs()?;
+    store.mount()?;
+    let c = CollectionId::pg(1, 0);
+    let ch = store.create_new_collection(&c)?;
+    let mut t = Transaction::new();
+    t.create_collection(&c, 0);
+    store.apply_transaction(&ch, t)?;
+    let chunk = 1u64 << 20;
+    let n = (o.total_bytes / chunk).max(1);
+    let (tx, rx) = mpsc::channel();
+    for i in 0..n {
+        let mut t = Transaction::new();
+        t.write(
+            &c,
+            &ObjectId::new(1, format!("replay.{}", i % 64)),
+            (i / 64) * chunk,
+            vec![1u8; chunk as usize],
+        );
+        let tx = tx.clone();
+        store.queue_transactions(
+            &ch,
+            vec![t],
+            Completion::on_commit(move |r| {
+                let _ = tx.send(r);
+            }),
+        )?;
+    }
+    drop(tx);
+    for _ in 0..n {
+        rx.recv()
+            .map_err(|_| Error::failed("commit callback dropped"))??;
+    }
+    // A crash: no umount, so nothing is checkpointed and the journal holds it all.
+    drop(store);
+    drop_caches();
+    let store = open::open_store(&cfg)?;
+    let t0 = Instant::now();
+    store.mount()?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rep = store.mount_report();
+    store.umount()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let bytes = n * chunk;
+    let mut r = Tally {
+        ops: rep.as_ref().map_or(n, |r| r.replayed),
+        bytes,
+        secs,
+        hist: hist(),
+    }
+    .result("replay", &o.backend, 1);
+    r.notes.insert("journal_bytes".into(), bytes.to_string());
+    r.notes.insert(
+        "s_per_gb".into(),
+        format!("{:.2}", secs / (bytes as f64 / 1e9)),
+    );
+    Ok(r)
+}
+
+/// Drops the page cache (root only), so replay reads the disk; best effort.
+fn drop_caches() {
+    let _ = std::process::Command::new("sync").status();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+/// fsck time of a store of `objects` small objects, scaled to seconds per million.
+fn fsck_bench(o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
+    let s = &*sc.store;
+    let hs = sc.handles()?;
+    let n = o.objects.max(1000);
+    for i in (0..n).step_by(100) {
+        let k = i / 100;
+        let cid = pg(k);
+        let mut t = Transaction::new();
+        for j in i..(i + 100).min(n) {
+            let oid = ObjectId::new(1, format!("fsck.{j}"));
+            t.write(&cid, &oid, 0, vec![1u8; 512])
+                .setattr(&cid, &oid, "_", vec![2u8; 64]);
+        }
+        commit(s, &hs[k % PGS as usize], t)?;
+    }
+    let t0 = Instant::now();
+    let rep = ostore_os::fsck::fsck(s, false, &mut |_| {})?;
+    let secs = t0.elapsed().as_secs_f64();
+    if !rep.is_clean() {
+        return Err(Error::corrupt(format!(
+            "fsck found errors: {:?}",
+            rep.errors
+        )));
+    }
+    let mut r = Tally {
+        ops: n as u64,
+        bytes: n as u64 * 512,
+        secs,
+        hist: hist(),
+    }
+    .result("fsck", &o.backend, 1);
+    r.notes.insert(
+        "s_per_million_objects".into(),
+        format!("{:.1}", secs * 1e6 / n as f64),
+    );
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- anchors
+
+/// The raw anchor for durable writes: `clients` threads, each `pwrite` + `fdatasync` of
+/// `size` bytes at rotating aligned offsets, on its own pre-written file (`shared` =
+/// false) or all on one file.
+pub fn raw_sync_writes(
+    dir: &Path,
+    size: usize,
+    clients: usize,
+    shared: bool,
+    duration: Duration,
+) -> Result<BenchResult> {
+    use std::os::unix::fs::FileExt;
+    let d = dir.join(format!("raw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)
+        .map_err(|e| Error::from(e).context(format!("creating {}", d.display())))?;
+    let slots: u64 = 256;
+    let per_file = slots * size as u64;
+    let nfiles = if shared { 1 } else { clients };
+    let files = (0..nfiles)
+        .map(|f| {
+            let p = d.join(format!("f{f}"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&p)
+                .map_err(|e| Error::from(e).context(format!("creating {}", p.display())))?;
+            let len = if shared {
+                per_file * clients as u64
+            } else {
+                per_file
+            };
+            let zeros = vec![0u8; 1 << 20];
+            let mut off = 0;
+            while off < len {
+                let n = zeros.len().min((len - off) as usize);
+                file.write_all_at(&zeros[..n], off).map_err(Error::from)?;
+                off += n as u64;
+            }
+            file.sync_all().map_err(Error::from)?;
+            Ok(file)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = vec![0x5au8; size];
+    let t = closed_loop(clients, duration, |c, i| {
+        let (f, base) = if shared {
+            (&files[0], c as u64 * per_file)
+        } else {
+            (&files[c], 0)
+        };
+        f.write_all_at(&data, base + (i % slots) * size as u64)
+            .map_err(Error::from)?;
+        f.sync_data().map_err(Error::from)?;
+        Ok(size as u64)
+    });
+    drop(files);
+    let _ = std::fs::remove_dir_all(&d);
+    Ok(t?.result(
+        if shared {
+            "raw-shared-file"
+        } else {
+            "raw-independent"
+        },
+        "raw",
+        clients,
+    ))
+}
+
+/// The raw anchor for random reads: `pread` of 4 KiB at random aligned offsets of a
+/// buffered, pre-written file as large as the workload's objects together.
+pub fn raw_reads(
+    dir: &Path,
+    bytes: u64,
+    clients: usize,
+    duration: Duration,
+    seed: u64,
+) -> Result<BenchResult> {
+    use std::os::unix::fs::FileExt;
+    let p = dir.join(format!("raw-read-{}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .map_err(Error::from)?;
+    let chunk = vec![1u8; 1 << 20];
+    let mut off = 0;
+    while off < bytes {
+        f.write_all_at(&chunk, off).map_err(Error::from)?;
+        off += chunk.len() as u64;
+    }
+    f.sync_all().map_err(Error::from)?;
+    let blocks = (bytes / 4096).max(1);
+    let t = closed_loop(clients, duration, |c, i| {
+        let mut b = [0u8; 4096];
+        let r = mix(seed ^ ((c as u64) << 40) ^ i);
+        f.read_exact_at(&mut b, (r % blocks) * 4096)
+            .map_err(Error::from)?;
+        Ok(4096)
+    });
+    let _ = std::fs::remove_file(&p);
+    Ok(t?.result("raw-pread", "raw", clients))
+}
+
+/// Memory copy bandwidth in 1 MiB blocks over 256 MiB, one thread: MemStore's ceiling.
+pub fn memcpy_bandwidth() -> BenchResult {
+    let src = vec![1u8; 256 << 20];
+    let mut dst = vec![0u8; 256 << 20];
+    let t0 = Instant::now();
+    let mut rounds = 0u64;
+    while t0.elapsed() < Duration::from_millis(500) {
+        for (d, s) in dst.chunks_mut(1 << 20).zip(src.chunks(1 << 20)) {
+            d.copy_from_slice(s);
+        }
+        rounds += 1;
+    }
+    std::hint::black_box(&dst);
+    let secs = t0.elapsed().as_secs_f64();
+    Tally {
+        ops: rounds * 256,
+        bytes: rounds * (256 << 20),
+        secs,
+        hist: hist(),
+    }
+    .result("memcpy", "raw", 1)
+}
+
+/// Which anchor a workload is compared with, and on which figure.
+fn anchor_for(workload: &str, o: &BenchOpts) -> Result<Option<(BenchResult, &'static str)>> {
+    let d = o.duration.min(Duration::from_secs(5));
+    Ok(match workload {
+        "small-overwrite" | "rados-4k" | "create-small" | "clone-overwrite" | "omap-heavy"
+        | "mixed" => Some((raw_sync_writes(&o.dir, 4096, o.clients, false, d)?, "ops/s")),
+        "large-write" => Some((
+            raw_sync_writes(&o.dir, 4 << 20, o.clients, false, d)?,
+            "MB/s",
+        )),
+        "osd-bench" => Some((
+            raw_sync_writes(&o.dir, o.block_size.max(4096) as usize, 1, false, d)?,
+            if o.block_size >= (1 << 20) {
+                "MB/s"
+            } else {
+                "ops/s"
+            },
+        )),
+        "read-random" => Some((
+            raw_reads(
+                &o.dir,
+                o.objects.max(o.clients) as u64 * o.object_size,
+                o.clients,
+                d,
+                o.seed,
+            )?,
+            "ops/s",
+        )),
+        _ => None,
+    })
+}
+
+/// The journal alone (`os-bench --workload journal`): durable appends of `block_size`
+/// bytes by `clients` appenders, beside the raw loop of the same shape.
+fn journal_bench(o: &BenchOpts) -> Result<BenchResult> {
+    use ostore_journal::bench::{config, run_journal, run_raw};
+    let cfg = config(&o.dir, o.block_size.max(1) as usize, o.clients, o.duration);
+    let j = run_journal(&cfg).map_err(ostore_os::journaling::journal_error)?;
+    let raw = run_raw(&cfg).map_err(ostore_os::journaling::journal_error)?;
+    let mut r = Tally {
+        ops: j.ops,
+        bytes: j.bytes,
+        secs: j.secs,
+        hist: hist(),
+    }
+    .result("journal", "journal", o.clients);
+    r.anchor = Some(format!("raw-independent x{}", o.clients));
+    r.anchor_value = Some(raw.ops_per_sec());
+    r.ratio = Some(j.ops_per_sec() / raw.ops_per_sec().max(1e-9));
+    r.ratio_of = Some("ops/s".into());
+    r.notes
+        .insert("entry_bytes".into(), o.block_size.to_string());
+    Ok(r)
+}
+
+/// Runs `workload` and its anchor, and fills in the ratio.
+pub fn run(workload_name: &str, o: &BenchOpts) -> Result<BenchResult> {
+    std::fs::create_dir_all(&o.dir)
+        .map_err(|e| Error::from(e).context(format!("creating {}", o.dir.display())))?;
+    if workload_name == "journal" {
+        return journal_bench(o);
+    }
+    if workload_name == "memcpy" {
+        return Ok(memcpy_bandwidth());
+    }
+    let mut r = workload(workload_name, o)?;
+    if let Some((a, of)) = anchor_for(workload_name, o)? {
+        let (mine, theirs) = if of == "MB/s" {
+            (r.mb_per_sec, a.mb_per_sec)
+        } else {
+            (r.ops_per_sec, a.ops_per_sec)
+        };
+        r.anchor = Some(format!("{} x{}", a.workload, a.clients));
+        r.anchor_value = Some(theirs);
+        r.ratio = (theirs > 0.0).then(|| mine / theirs);
+        r.ratio_of = Some(of.into());
+    }
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- reports
+
+/// A markdown table of results.
+pub fn table(rs: &[BenchResult]) -> String {
+    let mut s = String::from(
+        "| workload | backend | clients | ops/s | MB/s | p50 µs | p99 µs | p99.9 µs | anchor | anchor value | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rs {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+            r.workload,
+            r.backend,
+            r.clients,
+            r.ops_per_sec,
+            r.mb_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.anchor.as_deref().unwrap_or("-"),
+            r.anchor_value.map_or("-".into(), |v| format!(
+                "{v:.1} {}",
+                r.ratio_of.as_deref().unwrap_or("")
+            )),
+            r.ratio.map_or("-".into(), |v| format!("{v:.2}")),
+        ));
+    }
+    s
+}
+
+/// An SVG bar chart: one group per workload, one bar per backend (ops/s, log scale),
+/// with the anchor as a tick.
+pub fn svg(rs: &[BenchResult]) -> String {
+    let mut workloads: Vec<&str> = Vec::new();
+    let mut backends: Vec<&str> = Vec::new();
+    for r in rs {
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+        if !backends.contains(&r.backend.as_str()) {
+            backends.push(&r.backend);
+        }
+    }
+    let colors = [
+        "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1",
+    ];
+    let (bar, gap, h, top) = (18.0, 24.0, 300.0, 30.0);
+    let group = bar * backends.len().max(1) as f64 + gap;
+    let width = 80.0 + group * workloads.len() as f64 + 160.0;
+    let max = rs
+        .iter()
+        .map(|r| r.ops_per_sec.max(r.anchor_value.unwrap_or(0.0)))
+        .fold(10.0, f64::max);
+    let y = |v: f64| top + h - (v.max(1.0).log10() / max.log10()) * h;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n<text x=\"10\" y=\"18\" font-size=\"14\">ostore os-bench: ops/s per workload (log scale; black tick = anchor)</text>\n",
+        top + h + 90.0
+    );
+    for (wi, w) in workloads.iter().enumerate() {
+        let x0 = 60.0 + wi as f64 * group;
+        for (bi, b) in backends.iter().enumerate() {
+            if let Some(r) = rs.iter().find(|r| r.workload == *w && r.backend == *b) {
+                let x = x0 + bi as f64 * bar;
+                let yy = y(r.ops_per_sec);
+                s.push_str(&format!(
+                    "<rect x=\"{x:.1}\" y=\"{yy:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{w} {b}: {:.0} ops/s</title></rect>\n",
+                    bar - 2.0,
+                    top + h - yy,
+                    colors[bi % colors.len()],
+                    r.ops_per_sec
+                ));
+                if let Some(a) = r
+                    .anchor_value
+                    .filter(|_| r.ratio_of.as_deref() == Some("ops/s"))
+                {
+                    let ya = y(a);
+                    s.push_str(&format!(
+                        "<line x1=\"{x:.1}\" x2=\"{:.1}\" y1=\"{ya:.1}\" y2=\"{ya:.1}\" stroke=\"black\" stroke-width=\"2\"/>\n",
+                        x + bar - 2.0
+                    ));
+                }
+            }
+        }
+        s.push_str(&format!(
+            "<text transform=\"translate({:.1},{:.1}) rotate(40)\">{w}</text>\n",
+            x0,
+            top + h + 12.0
+        ));
+    }
+    for (bi, b) in backends.iter().enumerate() {
+        let yy = top + 14.0 * bi as f64;
+        s.push_str(&format!(
+            "<rect x=\"{:.0}\" y=\"{yy:.0}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.0}\" y=\"{:.0}\">{b}</text>\n",
+            width - 140.0,
+            colors[bi % colors.len()],
+            width - 125.0,
+            yy + 9.0
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
