@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod export;
 pub mod fsck;
 pub mod hash;
 pub mod ids;

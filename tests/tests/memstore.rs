@@ -27,6 +27,7 @@ ostore_tests::conformance_tests!(memstore());
 ostore_tests::model_tests!(memstore());
 ostore_tests::kill_tests!(memstore());
 ostore_tests::sim_crash_tests!(memstore_on_sim());
+ostore_tests::fault_tests!(memstore_on_sim());
 
 // The suite must be able to fail: each deliberate defect below is caught.
 

@@ -976,12 +976,12 @@ fn export(cfg: &StoreConfig, a: &ExportArgs, fmt: Format, out: &mut dyn Write) -
         let mut p = Progress::new("export", "objects");
         let r = if to_stdout {
             let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-            crate::export::export(s, &colls, &mut w, &mut |n| p.set(n))
+            ostore_os::export::export(s, &colls, &mut w, &mut |n| p.set(n))
         } else {
             let f = std::fs::File::create(&tmp)
                 .map_err(|e| Error::from(e).context(format!("creating {tmp}")))?;
             let mut w = std::io::BufWriter::new(f);
-            let r = crate::export::export(s, &colls, &mut w, &mut |n| p.set(n));
+            let r = ostore_os::export::export(s, &colls, &mut w, &mut |n| p.set(n));
             let f = w
                 .into_inner()
                 .map_err(|e| Error::from(e.into_error()).context(format!("writing {tmp}")))?;
@@ -1026,7 +1026,7 @@ fn import(cfg: &StoreConfig, a: &ImportArgs, fmt: Format, out: &mut dyn Write) -
             .map_err(|e| Error::from(e).context(format!("opening {}", path.display())))
     };
     let (counts, colls) =
-        crate::export::verify(&mut open()?).map_err(|e| e.context(a.file.clone()))?;
+        ostore_os::export::verify(&mut open()?).map_err(|e| e.context(a.file.clone()))?;
     let done = with_store(cfg, |s| {
         for c in &colls {
             if s.collection_exists(c)? {
@@ -1036,7 +1036,7 @@ fn import(cfg: &StoreConfig, a: &ImportArgs, fmt: Format, out: &mut dyn Write) -
             }
         }
         let mut p = Progress::new("import", "objects");
-        let r = crate::export::import(s, &mut open()?, &mut |n| p.set(n));
+        let r = ostore_os::export::import(s, &mut open()?, &mut |n| p.set(n));
         p.finish();
         r
     })?;

@@ -7,13 +7,11 @@
 //! - [`cli`]: the command line (clap), including the ceph-objectstore-tool style `--op`.
 //! - [`commands`]: what each command reads or writes.
 //! - [`output`]: JSON documents, `list` lines, progress bars and the one-line error form.
-//! - [`journal_cmd`]: the journal dump;
-//!   [`export`]: the export stream format.
+//! - [`journal_cmd`]: the journal dump.
 
 pub mod bench;
 pub mod cli;
 pub mod commands;
-pub mod export;
 pub mod journal_cmd;
 pub mod open;
 pub mod output;

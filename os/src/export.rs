@@ -1,4 +1,4 @@
-//! The export stream: collections and their objects (data, attrs, omap header, omap keys)
+//! The export stream (`os-tool export` / `import`): collections and their objects (data, attrs, omap header, omap keys)
 //! in one versioned, checksummed file that any backend can import, so an export from
 //! FileStore imported into KeyValueStore gives the same objects.
 //!
@@ -31,9 +31,9 @@
 
 use std::io::{Read, Write};
 
-use ostore_os::codec::{Decoder, Encoder};
-use ostore_os::transaction::{decode_collection, decode_object, encode_collection, encode_object};
-use ostore_os::{CollectionId, Error, ObjectId, ObjectStore, OmapKey, Result, Transaction};
+use crate::codec::{Decoder, Encoder};
+use crate::transaction::{decode_collection, decode_object, encode_collection, encode_object};
+use crate::{CollectionId, Error, ObjectId, ObjectStore, OmapKey, Result, Transaction};
 
 const MAGIC: &[u8; 8] = b"OSEXPORT";
 const VERSION: u16 = 1;
@@ -153,7 +153,7 @@ pub fn export(
 
 fn export_object(
     s: &dyn ObjectStore,
-    ch: &ostore_os::CollectionHandle,
+    ch: &crate::CollectionHandle,
     cid: &CollectionId,
     oid: &ObjectId,
     w: &mut RecordWriter<'_>,
@@ -251,7 +251,7 @@ impl<'a> RecordReader<'a> {
         let compat = u16::from_le_bytes([head[10], head[11]]);
         if compat > VERSION {
             return Err(Error::new(
-                ostore_os::ErrorKind::Unsupported,
+                crate::ErrorKind::Unsupported,
                 format!("export file needs version {compat} of the format; this os-tool reads {VERSION}"),
             ));
         }
@@ -387,7 +387,7 @@ fn walk(inp: &mut dyn Read, sink: &mut dyn Sink) -> Result<Counts> {
                 {
                     return Err(bad(format!("object {o} out of order")));
                 }
-                ostore_os::limits::validate_object(&o).map_err(|e| bad(e.to_string()))?;
+                crate::limits::validate_object(&o).map_err(|e| bad(e.to_string()))?;
                 in_object = Some((o.clone(), size));
                 last_obj = Some((c, o.clone()));
                 sink.object(&c, &o, size)?;
@@ -655,7 +655,7 @@ mod tests {
         }
         for cut in 0..f.len() {
             let e = verify(&mut &f[..cut]).unwrap_err();
-            assert_eq!(e.kind(), ostore_os::ErrorKind::Corrupt, "cut at {cut}: {e}");
+            assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "cut at {cut}: {e}");
         }
         let mut longer = f.clone();
         longer.push(0);
