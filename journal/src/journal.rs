@@ -275,7 +275,8 @@ impl OpenBatch {
                 // buffer (zero-filling megabytes per batch showed in profiles); the last
                 // sector is padded when the batch is sealed.
                 seg.buf.resize(at, 0);
-                seg.buf.reserve(bytes.len() + (bytes.len() / pl as usize + 1) * hl);
+                seg.buf
+                    .reserve(bytes.len() + (bytes.len() / pl as usize + 1) * hl);
                 seg.buf.extend_from_slice(&sector::encode(magic, seg.vol));
             }
             let take = bytes.len().min(pl as usize - within);
