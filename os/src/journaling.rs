@@ -78,6 +78,19 @@ pub trait Backend: Send + Sync + 'static {
     fn apply(&self, seq: u64, txn: &Transaction) -> Result<Result<()>>;
     /// Makes every applied transaction durable; `seq` is the last one applied.
     fn checkpoint(&self, seq: u64) -> Result<()>;
+    /// Called first, with applies quiesced exactly at `seq`. A backend that captures
+    /// here what [`Backend::checkpoint`] will make durable (a snapshot, a memtable
+    /// switch) returns `true`, and applies resume while the checkpoint writes it out;
+    /// `false` (the default) keeps applies held through the whole checkpoint.
+    fn checkpoint_capture(&self, _seq: u64) -> Result<bool> {
+        Ok(false)
+    }
+    /// Whether checkpoints should also run on a timer (every
+    /// [`JournalingOptions::checkpoint_interval`]) rather than only when the journal
+    /// fills. A backend whose checkpoint rewrites its whole state says no.
+    fn periodic_checkpoints(&self) -> bool {
+        true
+    }
     /// Backend-specific consistency checks (see [`ObjectStore::fsck`]).
     fn fsck(&self, _deep: bool) -> Result<FsckReport> {
         Ok(FsckReport::default())
@@ -564,12 +577,20 @@ impl<B: Backend> Shared<B> {
             }
             cp
         };
-        let r = self.checkpoint_at(journal, cp);
+        // A backend that captured the cut (MemStore clones its state) lets applies go on
+        // while it makes the capture durable.
+        let captured = self.backend.checkpoint_capture(cp);
+        let released = matches!(captured, Ok(true));
+        if released {
+            lock(&self.apply).hold_above = None;
+            self.apply_cv.notify_all();
+        }
+        let r = captured.and_then(|_| self.checkpoint_at(journal, cp));
         {
             let mut a = lock(&self.apply);
             a.hold_above = None;
             if r.is_ok() {
-                a.checkpointed = cp;
+                a.checkpointed = a.checkpointed.max(cp);
             }
         }
         self.apply_cv.notify_all();
@@ -733,18 +754,29 @@ impl<B: Backend> JournaledStore<B> {
             .write(true)
             .open(&p)
             .map_err(|e| Error::from(e).context(format!("opening {}", p.display())))?;
-        match f.try_lock() {
-            Ok(()) => {
-                *lock(&self.lock_file) = Some(f);
-                Ok(())
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::exists(format!(
-                "store at {} is already mounted by another user (lock held on {})",
-                self.data_path.display(),
-                p.display()
-            ))),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(Error::from(e).context(format!("locking {}", p.display())))
+        // A process that forks (to exec a helper) holds a copy of every descriptor until
+        // its exec, and with it our lock: a short wait tells that apart from a real
+        // second mount, which holds the lock for good.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match f.try_lock() {
+                Ok(()) => {
+                    *lock(&self.lock_file) = Some(f);
+                    return Ok(());
+                }
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::exists(format!(
+                        "store at {} is already mounted by another user (lock held on {})",
+                        self.data_path.display(),
+                        p.display()
+                    )))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::from(e).context(format!("locking {}", p.display())))
+                }
             }
         }
     }
@@ -1062,7 +1094,8 @@ fn checkpoint_loop<B: Backend>(sh: &Arc<Shared<B>>, j: &Arc<Journal>, stop: &Arc
             if *lock(stop) {
                 return;
             }
-            let due = last.elapsed() >= sh.opts.checkpoint_interval
+            let due = (last.elapsed() >= sh.opts.checkpoint_interval
+                && sh.backend.periodic_checkpoints())
                 || sh.journal_bytes(j) >= sh.opts.checkpoint_fill_bytes;
             if !*req && !due {
                 continue;

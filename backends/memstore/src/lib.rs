@@ -374,6 +374,8 @@ pub struct MemBackend {
     state: RwLock<State>,
     /// Seq of the last dump written, so an idle checkpoint writes nothing.
     dumped: Mutex<Option<u64>>,
+    /// The state captured at the checkpoint cut, waiting to be dumped.
+    captured: Mutex<Option<State>>,
 }
 
 impl MemBackend {
@@ -436,6 +438,7 @@ impl Backend for MemBackend {
             vfs,
             state: RwLock::new(State::default()),
             dumped: Mutex::new(None),
+            captured: Mutex::new(None),
         }
     }
 
@@ -471,19 +474,48 @@ impl Backend for MemBackend {
         }
     }
 
+    fn checkpoint_capture(&self, seq: u64) -> Result<bool> {
+        // Cloning shares every object (Arc) and page (copy-on-write), so this is a
+        // pointer walk, and applies can resume while the copy is dumped.
+        let mut snap = self.read_state()?.clone();
+        snap.seq = snap.seq.max(seq);
+        *self
+            .captured
+            .lock()
+            .map_err(|_| Error::failed("memstore lock poisoned"))? = Some(snap);
+        Ok(true)
+    }
+
     fn checkpoint(&self, seq: u64) -> Result<()> {
         let mut dumped = self
             .dumped
             .lock()
             .map_err(|_| Error::failed("memstore lock poisoned"))?;
-        if *dumped == Some(seq) {
+        let captured = self
+            .captured
+            .lock()
+            .map_err(|_| Error::failed("memstore lock poisoned"))?
+            .take();
+        let snap = match captured {
+            Some(s) => s,
+            None => {
+                let mut s = self.read_state()?.clone();
+                s.seq = s.seq.max(seq);
+                s
+            }
+        };
+        if *dumped == Some(snap.seq) {
             return Ok(());
         }
-        let mut s = self.write_state()?;
-        s.seq = s.seq.max(seq);
-        dump::write(&*self.vfs, &self.dump_path(), &s)?;
-        *dumped = Some(s.seq);
+        dump::write(&*self.vfs, &self.dump_path(), &snap)?;
+        *dumped = Some(snap.seq);
         Ok(())
+    }
+
+    /// Its checkpoint rewrites the whole state, so it runs only when the journal needs
+    /// the space, not on a timer.
+    fn periodic_checkpoints(&self) -> bool {
+        false
     }
 
     /// The dump is a consistent image of the applied state, written whole.
