@@ -34,6 +34,9 @@ fn heavy() -> bool {
     std::env::var("OSTORE_HEAVY").is_ok_and(|v| v == "1")
 }
 
+/// One acknowledged-or-not append: where it went, its meta and its data.
+type Appended = (Position, Vec<u8>, Vec<u8>);
+
 fn run_workload(seed: u64, threads: u64, inflight: usize, close: bool) -> Workload {
     let fs = SimFs::new();
     Journal::create(&fs, Path::new(DIR), small_geo()).unwrap();
@@ -42,7 +45,7 @@ fn run_workload(seed: u64, threads: u64, inflight: usize, close: bool) -> Worklo
     let base = fs.op_count();
     let j = Arc::new(j);
     let acks: Arc<Mutex<Vec<(Position, usize)>>> = Arc::default();
-    let appended: Arc<Mutex<Vec<(Position, Vec<u8>, Vec<u8>)>>> = Arc::default();
+    let appended: Arc<Mutex<Vec<Appended>>> = Arc::default();
     let mut ts = Vec::new();
     for t in 0..threads {
         let j = j.clone();
