@@ -114,6 +114,27 @@ impl<'a> TestStore<'a> {
         self.mounted = false;
     }
 
+    /// Like [`TestStore::umount`], returning the error (a failed store refuses to
+    /// umount cleanly); the store counts as umounted either way.
+    pub fn try_umount(&mut self) -> Result<()> {
+        self.mounted = false;
+        self.store.umount()
+    }
+
+    /// Mounts a new store object on the directory (after [`TestStore::umount`]).
+    pub fn mount(&mut self) {
+        self.try_mount().expect("mount");
+    }
+
+    /// Like [`TestStore::mount`], returning the error when the store refuses to mount.
+    pub fn try_mount(&mut self) -> Result<()> {
+        let store = self.factory.create(self.dir.path());
+        store.mount()?;
+        self.store = store;
+        self.mounted = true;
+        Ok(())
+    }
+
     /// A handle for an existing collection.
     #[track_caller]
     pub fn ch(&self, cid: &CollectionId) -> CollectionHandle {
