@@ -349,7 +349,7 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
             stats.committed_checked += expect_done.len();
         }
         stats.iterations += 1;
-        let _ = std::fs::remove_dir_all(&dir);
+        crate::harness::remove_tree(&dir);
         let _ = std::fs::remove_file(&log);
     }
     eprintln!(

@@ -224,5 +224,41 @@ impl Drop for TestStore<'_> {
             // Errors here would mask the failure that is unwinding, if any.
             let _ = self.store.umount();
         }
+        remove_tree(self.dir.path());
     }
+}
+
+/// Removes a store's directory, including read-only btrfs snapshots (FileStore's
+/// checkpoints on btrfs), which a plain recursive delete cannot empty: each is made
+/// writable first. Best effort: a leftover directory costs space, not correctness.
+pub fn remove_tree(path: &Path) {
+    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return;
+    }
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let p = e.path();
+                // Inode 256 is the root of a btrfs subvolume or snapshot.
+                let subvol = e
+                    .metadata()
+                    .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == 256);
+                if subvol {
+                    let _ = std::process::Command::new("btrfs")
+                        .args(["property", "set", "-ts"])
+                        .arg(&p)
+                        .args(["ro", "false"])
+                        .stderr(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .status();
+                }
+                stack.push(p);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(path);
 }

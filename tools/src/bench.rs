@@ -36,6 +36,7 @@ pub const WORKLOADS: &[&str] = &[
     "replay",
     "fsck",
     "journal",
+    "rocksdb-sync",
 ];
 
 /// What to run.
@@ -745,6 +746,35 @@ pub fn raw_reads(
     Ok(t?.result("raw-pread", "raw", clients))
 }
 
+/// The raw RocksDB anchor: `clients` threads, each committing a one-key WriteBatch of a
+/// `size`-byte value with sync=true (RocksDB's own group commit), on a fresh database in
+/// the scratch directory. KeyValueStore's small transactions are compared with it.
+pub fn raw_rocksdb_sync(
+    dir: &Path,
+    size: usize,
+    clients: usize,
+    duration: Duration,
+) -> Result<BenchResult> {
+    use ostore_kv::{KeyValueDB, RocksDb, RocksOptions, WriteBatch};
+    let d = dir.join(format!("raw-rocksdb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    let kve = |e: ostore_kv::Error| Error::io(format!("rocksdb: {e}"));
+    let db = RocksDb::open(&d, RocksOptions::default()).map_err(kve)?;
+    let value = vec![0x5au8; size];
+    let t = closed_loop(clients, duration, |c, i| {
+        let mut b = WriteBatch::new();
+        b.set(
+            format!("obj{c:04}.{:08}", i % 256).into_bytes(),
+            value.clone(),
+        );
+        db.commit(&b, true).map_err(kve)?;
+        Ok(size as u64)
+    });
+    drop(db);
+    let _ = std::fs::remove_dir_all(&d);
+    Ok(t?.result("raw-rocksdb-sync", "raw", clients))
+}
+
 /// Memory copy bandwidth in 1 MiB blocks over 256 MiB, one thread: MemStore's ceiling.
 pub fn memcpy_bandwidth() -> BenchResult {
     let src = vec![1u8; 256 << 20];
@@ -833,7 +863,27 @@ pub fn run(workload_name: &str, o: &BenchOpts) -> Result<BenchResult> {
     if workload_name == "memcpy" {
         return Ok(memcpy_bandwidth());
     }
+    if workload_name == "rocksdb-sync" {
+        return raw_rocksdb_sync(&o.dir, 4096, o.clients, o.duration);
+    }
     let mut r = workload(workload_name, o)?;
+    if o.backend == "kvstore"
+        && matches!(
+            workload_name,
+            "small-overwrite" | "rados-4k" | "create-small"
+        )
+    {
+        let d = o.duration.min(Duration::from_secs(5));
+        let rdb = raw_rocksdb_sync(&o.dir, 4096, o.clients, d)?;
+        r.notes.insert(
+            "raw_rocksdb_sync_ops_per_sec".into(),
+            format!("{:.0}", rdb.ops_per_sec),
+        );
+        r.notes.insert(
+            "ratio_vs_rocksdb_sync".into(),
+            format!("{:.2}", r.ops_per_sec / rdb.ops_per_sec.max(1e-9)),
+        );
+    }
     if let Some((a, of)) = anchor_for(workload_name, o)? {
         let (mine, theirs) = if of == "MB/s" {
             (r.mb_per_sec, a.mb_per_sec)

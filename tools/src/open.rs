@@ -1,6 +1,6 @@
 //! Opening a data directory as a store. This module is the only place in the tools
-//! that names backends: adding kvstore or filestore means adding it to
-//! [`STORE_TYPES`] and [`construct`], nothing else.
+//! that names backends: a new backend is added to [`STORE_TYPES`] and [`construct`],
+//! nothing else.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use ostore_os::superblock::Superblock;
 use ostore_os::{Error, ErrorKind, ObjectStore, Result};
 
 /// Backends this build can open, in the order error messages list them.
-pub const STORE_TYPES: &[&str] = &["memstore"];
+pub const STORE_TYPES: &[&str] = &["memstore", "kvstore", "filestore"];
 
 /// The backend `mkfs` formats when `--type` is omitted.
 pub const DEFAULT_STORE_TYPE: &str = "memstore";
@@ -73,6 +73,16 @@ fn construct_with(
     let data_path = &cfg.data_path;
     match store_type {
         "memstore" => Ok(Arc::new(MemStore::with_options(data_path, opts))),
+        "kvstore" => Ok(Arc::new(ostore_kvstore::kvstore(
+            data_path,
+            opts,
+            ostore_kvstore::KvStoreOptions::default(),
+        ))),
+        "filestore" => Ok(Arc::new(ostore_filestore::filestore(
+            data_path,
+            opts,
+            ostore_filestore::FileStoreOptions::default(),
+        ))),
         t => Err(Error::invalid(format!(
             "unknown --type {t}: expected {}",
             expected_types()

@@ -683,13 +683,13 @@ fn unformatted_or_missing_data_path_is_enoent_and_creates_nothing() {
 #[test]
 fn a_store_of_another_type_is_refused_by_name() {
     let (_t, d) = store();
-    // A superblock naming a backend this build does not have (as a later kvstore
-    // would write): the type is named, nothing is opened.
+    // A superblock naming a backend this build does not have (as a store from a later
+    // release might): the type is named, nothing is opened.
     let mut sb = ostore_os::superblock::Superblock::read(&d).unwrap();
-    sb.store_type = "kvstore".into();
+    sb.store_type = "bluestore".into();
     sb.write(&ostore_journal::RealFs::new(), &d).unwrap();
     let before = files(&d);
-    fails(&d, &["list"], None, "EOPNOTSUPP", "holds a kvstore store");
+    fails(&d, &["list"], None, "EOPNOTSUPP", "holds a bluestore store");
     fails(
         &d,
         &["--type", "memstore", "list"],

@@ -843,12 +843,12 @@ fn live_nids(db: &dyn KvRead, r: &mut FsckReport) -> Result<BTreeMap<u64, (Strin
                 k[1..].to_vec()
             })
             .collect();
-    r.count("collections", colls.len() as u64);
+    r.count("collection_records", colls.len() as u64);
     let mut live: BTreeMap<u64, (String, Header)> = BTreeMap::new();
     let mut it = db.iter(KeyRange::prefix(&[layout::P_OBJ])).map_err(kve)?;
     it.seek_to_first().map_err(kve)?;
     while let Some((k, v)) = it.current() {
-        r.count("objects", 1);
+        r.count("object_records", 1);
         let name = match (layout::coll_of_obj_key(k), layout::obj_of_key(k)) {
             (Ok(c), Ok(o)) => {
                 if !colls.contains(&ostore_os::keys::collection_key(&c).to_vec()) {
@@ -913,7 +913,7 @@ fn fsck(db: &dyn KvRead, deep: bool) -> Result<FsckReport> {
     let mut it = db.iter(KeyRange::prefix(&[P_DATA])).map_err(kve)?;
     it.seek_to_first().map_err(kve)?;
     while let Some((k, v)) = it.current() {
-        r.count("strips", 1);
+        r.count("strip_records", 1);
         match (layout::nid_of_key(k), layout::strip_of_key(k)) {
             (Ok(nid), Ok(idx)) => match live.get(&nid) {
                 None => r.error(format!("data strip {idx} belongs to orphan nid {nid}")),
@@ -928,7 +928,7 @@ fn fsck(db: &dyn KvRead, deep: bool) -> Result<FsckReport> {
                     }
                     if deep {
                         r.count("strips_verified", 1);
-                        r.count("data_bytes_read", plen);
+                        r.count("strip_bytes_verified", plen);
                         if let Err(e) = layout::decode_strip(v, nid, idx) {
                             r.error(format!("object {name}: {e}"));
                         }
@@ -941,16 +941,19 @@ fn fsck(db: &dyn KvRead, deep: bool) -> Result<FsckReport> {
     }
     for (p, what) in [
         (P_ATTR, "attr"),
-        (layout::P_OMAP_HDR, "omap header"),
-        (P_OMAP, "omap key"),
+        (layout::P_OMAP_HDR, "omap_header"),
+        (P_OMAP, "omap_key"),
     ] {
         let mut it = db.iter(KeyRange::prefix(&[p])).map_err(kve)?;
         it.seek_to_first().map_err(kve)?;
         while let Some((k, _)) = it.current() {
-            r.count(&format!("{what}s"), 1);
+            r.count(&format!("{what}_records"), 1);
             match layout::nid_of_key(k) {
                 Ok(nid) if live.contains_key(&nid) => {}
-                Ok(nid) => r.error(format!("{what} belongs to orphan nid {nid}")),
+                Ok(nid) => r.error(format!(
+                    "{} record belongs to orphan nid {nid}",
+                    what.replace('_', " ")
+                )),
                 Err(e) => r.error(format!("{what} key {k:02x?}: {e}")),
             }
             it.next().map_err(kve)?;

@@ -1,0 +1,212 @@
+//! FileStore's consistency check: the on-disk structure (collections, index directories,
+//! file names, object numbers, stored ids, guards), and with `deep` every data checksum.
+//! Findings go into an [`FsckReport`]: errors (the store is damaged), warnings (garbage
+//! that costs space but loses nothing, such as kv data of a removed object), and counts
+//! of what was looked at.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+
+use ostore_kv::{KeyRange, KvRead};
+use ostore_os::store::FsckReport;
+use ostore_os::ErrorKind;
+
+use crate::index::{dir_path, parse_dir_name};
+use crate::names::{self, Guard, Parsed};
+use crate::{
+    read_onum, sys, Mounted, Onum, CSUM_EXTENT, K_ATTR, K_CSUM, K_HEADER, K_OMAP, K_REJECTED,
+    K_STARTED, XA_BITS, XA_GUARD,
+};
+
+pub(crate) fn run(m: &Mounted, deep: bool) -> ostore_os::Result<FsckReport> {
+    let mut r = FsckReport::default();
+    let mut onums: HashSet<Onum> = HashSet::new();
+    for (cid, idx) in &m.colls {
+        r.count("collection_dirs", 1);
+        let root = m.coll_path(cid);
+        match sys::open_dir(&root) {
+            Err(e) => {
+                r.error(format!("{cid}: cannot open {}: {e}", root.display()));
+                continue;
+            }
+            Ok(d) => {
+                match sys::fgetxattr(&d, XA_BITS) {
+                    Ok(Some(b)) if b.len() == 4 => {}
+                    other => r.error(format!(
+                        "{cid}: bits xattr is missing or malformed ({other:?})"
+                    )),
+                }
+                if let Ok(Some(g)) = sys::fgetxattr(&d, XA_GUARD) {
+                    if Guard::decode(&g).is_err() {
+                        r.error(format!("{cid}: collection guard is malformed"));
+                    }
+                }
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for leaf in idx.leaves() {
+            let dir = dir_path(&root, leaf);
+            r.count("directories", 1);
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(x) => x,
+                Err(e) => {
+                    r.error(format!("{cid}: cannot list {}: {e}", dir.display()));
+                    continue;
+                }
+            };
+            let mut n_files = 0usize;
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    if parse_dir_name(&name).is_none() {
+                        r.warn(format!("{cid}: stray directory {}", e.path().display()));
+                    } else {
+                        r.error(format!(
+                            "{cid}: leaf {} has a sub-directory {name}",
+                            dir.display()
+                        ));
+                    }
+                    continue;
+                }
+                n_files += 1;
+                let path = e.path();
+                let oid = match names::parse(&name) {
+                    Some(Parsed::Short(o)) => o,
+                    Some(Parsed::Long { hash, digest }) => match m.long_id(&path, hash, digest) {
+                        Ok(o) => o,
+                        Err(err) => {
+                            r.error(format!("{cid}: {}: {err}", path.display()));
+                            continue;
+                        }
+                    },
+                    None => {
+                        r.error(format!("{cid}: {} is not an object file", path.display()));
+                        continue;
+                    }
+                };
+                r.count("object_files", 1);
+                if idx.leaf(oid.hash) != leaf {
+                    r.error(format!(
+                        "{cid}: {oid} is in the wrong index directory {}",
+                        dir.display()
+                    ));
+                }
+                if !seen.insert(oid.clone()) {
+                    r.error(format!("{cid}: {oid} has two files"));
+                }
+                let f = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(err) => {
+                        r.error(format!("{cid}: cannot open {}: {err}", path.display()));
+                        continue;
+                    }
+                };
+                let onum = match read_onum(&f) {
+                    Ok(Some(o)) => o,
+                    Ok(None) => {
+                        r.error(format!("{cid}: {oid} has no object number"));
+                        continue;
+                    }
+                    Err(err) => {
+                        r.error(format!("{cid}: {oid}: {err}"));
+                        continue;
+                    }
+                };
+                if !onums.insert(onum) {
+                    r.error(format!(
+                        "{cid}: {oid} shares its object number with another object"
+                    ));
+                }
+                if let Ok(Some(g)) = sys::fgetxattr(&f, XA_GUARD) {
+                    if Guard::decode(&g).is_err() {
+                        r.error(format!("{cid}: {oid}: replay guard is malformed"));
+                    }
+                }
+                let size = f.metadata().map(|md| md.len()).unwrap_or(0);
+                // Checksums past the end would mean a truncate did not drop them.
+                let mut it_ok = true;
+                let first_past = size.div_ceil(CSUM_EXTENT) as u32;
+                let (_, end) = crate::oprefix_range(K_CSUM, &onum);
+                match m
+                    .kv
+                    .iter(KeyRange::new(crate::csum_key(&onum, first_past), end))
+                {
+                    Ok(mut it) => {
+                        if it.seek_to_first().is_ok() && it.current().is_some() {
+                            r.error(format!("{cid}: {oid} has checksums past its end"));
+                        }
+                    }
+                    Err(err) => {
+                        it_ok = false;
+                        r.error(format!("kv: {err}"));
+                    }
+                }
+                if deep && it_ok {
+                    let mut off = 0u64;
+                    while off < size {
+                        let n = (size - off).min(16 * CSUM_EXTENT);
+                        match m.read_verified(&f, &onum, off, n) {
+                            Ok(_) => r.count("extents_verified", n.div_ceil(CSUM_EXTENT)),
+                            Err(err) if err.kind() == ErrorKind::Corrupt => {
+                                r.error(format!("{cid}: {oid}: {err}"));
+                                break;
+                            }
+                            Err(err) => return Err(err),
+                        }
+                        off += n;
+                    }
+                    r.count("bytes_verified", size);
+                }
+            }
+            if idx.counts.get(&leaf).copied().unwrap_or(0) != n_files {
+                r.warn(format!("{cid}: index count of {} is stale", dir.display()));
+            }
+        }
+    }
+    // kv data no object refers to: a crash between a remove's kv delete and its unlink
+    // cannot leave it (the kv goes first), but a lost unsynced xattr can.
+    for p in [K_OMAP, K_HEADER, K_ATTR, K_CSUM] {
+        let mut it = m.kv.iter(KeyRange::prefix(&[p])).map_err(crate::kve)?;
+        it.seek_to_first().map_err(crate::kve)?;
+        let mut orphan: Option<Onum> = None;
+        while let Some((k, _)) = it.current() {
+            r.count("kv_keys", 1);
+            if k.len() >= 17 {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&k[1..17]);
+                if !onums.contains(&o) && orphan != Some(o) {
+                    orphan = Some(o);
+                    r.warn(format!(
+                        "kv data of object number {} has no object (garbage)",
+                        names::Pos::from_bytes(&o)
+                            .map(|p| p.to_string())
+                            .unwrap_or_default()
+                    ));
+                }
+            } else {
+                r.error("kv key too short for its prefix".to_string());
+            }
+            it.next().map_err(crate::kve)?;
+        }
+    }
+    for p in [K_STARTED, K_REJECTED] {
+        let mut it = m.kv.iter(KeyRange::prefix(&[p])).map_err(crate::kve)?;
+        it.seek_to_first().map_err(crate::kve)?;
+        while let Some((k, _)) = it.current() {
+            r.count("markers", 1);
+            let seq = k.get(1..9).map(|b| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                u64::from_be_bytes(a)
+            });
+            if seq.is_some_and(|s| s <= m.committed) && m.committed != u64::MAX {
+                r.warn(format!(
+                    "transaction marker for checkpointed seq {seq:?} left behind"
+                ));
+            }
+            it.next().map_err(crate::kve)?;
+        }
+    }
+    r.count("committed_seq", m.committed);
+    Ok(r)
+}

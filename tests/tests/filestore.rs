@@ -1,0 +1,363 @@
+//! FileStore on the work filesystem (ext4 here, in tempdirs): the conformance suite, the
+//! model test and the process-kill test, plus checks of what only FileStore has
+//! (checksums, fsck, xattr spill, sparse fiemap).
+
+use std::sync::Arc;
+
+use ostore_filestore::{filestore, FileStoreOptions};
+use ostore_os::journaling::JournalingOptions;
+use ostore_os::{CollectionId, ErrorKind, ObjectId, ObjectStore, Transaction};
+
+fn opts() -> FileStoreOptions {
+    FileStoreOptions {
+        // Small leaves, so the suite's larger collections split the index.
+        split_threshold: 32,
+        ..FileStoreOptions::default()
+    }
+}
+
+fn fs_factory() -> impl ostore_tests::StoreFactory {
+    ostore_tests::factory("filestore", |dir| {
+        Arc::new(filestore(dir, JournalingOptions::small(), opts())) as Arc<dyn ObjectStore>
+    })
+}
+
+ostore_tests::conformance_tests!(fs_factory());
+ostore_tests::model_tests!(fs_factory());
+ostore_tests::kill_tests!(fs_factory());
+
+fn setup(f: &dyn ostore_tests::StoreFactory) -> ostore_tests::TestStore<'_> {
+    let s = ostore_tests::TestStore::new(f);
+    s.mkcoll(&CollectionId::pg(1, 0), 0);
+    s
+}
+
+#[test]
+fn flipped_data_bytes_are_corrupt_never_wrong_bytes() {
+    let f = fs_factory();
+    let s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "victim");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + 1) as u8).collect();
+    let mut t = Transaction::new();
+    t.write(&c, &o, 0, data.clone());
+    s.apply_ok(t);
+    assert_eq!(s.read_all(&c, &o), data);
+    let report = s.store().fsck(true).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(report.checked["extents_verified"] >= 4);
+    let path = ostore_filestore::locate_object(s.path(), &c, &o)
+        .unwrap()
+        .expect("object file");
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[data[70_000] ^ 0x10], 70_000).unwrap();
+    }
+    let ch = s.ch(&c);
+    let e = s.store().read(&ch, &o, 0, 0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let e = s.store().read(&ch, &o, 69_000, 2_000).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    // Other extents still read.
+    assert_eq!(s.read(&c, &o, 0, 1000).unwrap(), data[..1000]);
+    assert_eq!(
+        s.read(&c, &o, 140_000, 1000).unwrap(),
+        data[140_000..141_000]
+    );
+    let report = s.store().fsck(true).unwrap();
+    assert!(!report.is_clean());
+    assert!(
+        report.errors.iter().any(|e| e.contains("checksum")),
+        "{report:?}"
+    );
+    // A shallow fsck does not read data.
+    assert!(s.store().fsck(false).unwrap().is_clean());
+}
+
+#[test]
+fn big_attrs_spill_to_the_kv_layer_and_survive_remount() {
+    let f = fs_factory();
+    let mut s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "attrs");
+    let mut t = Transaction::new();
+    t.touch(&c, &o);
+    for i in 0..6 {
+        t.setattr(&c, &o, &format!("big{i}"), vec![i as u8 + 1; 60_000]);
+    }
+    t.setattr(&c, &o, &"n".repeat(255), b"long name".to_vec());
+    t.setattr(&c, &o, "small", b"s".to_vec());
+    s.apply_ok(t);
+    let check = |s: &ostore_tests::TestStore<'_>| {
+        let a = s.store().getattrs(&s.ch(&c), &o).unwrap();
+        assert_eq!(a.len(), 8);
+        for i in 0..6 {
+            assert_eq!(a[&format!("big{i}")], vec![i as u8 + 1; 60_000]);
+        }
+        assert_eq!(a[&"n".repeat(255)], b"long name");
+        assert_eq!(
+            s.store().getattr(&s.ch(&c), &o, "big3").unwrap(),
+            vec![4u8; 60_000]
+        );
+    };
+    check(&s);
+    s.remount();
+    check(&s);
+    // Overwrite a spilled attr with a small one and the other way round.
+    let mut t = Transaction::new();
+    t.setattr(&c, &o, "big0", b"tiny".to_vec())
+        .setattr(&c, &o, "small", vec![9; 50_000])
+        .rmattr(&c, &o, "big1");
+    s.apply_ok(t);
+    let a = s.store().getattrs(&s.ch(&c), &o).unwrap();
+    assert_eq!(a["big0"], b"tiny");
+    assert_eq!(a["small"], vec![9; 50_000]);
+    assert!(!a.contains_key("big1"));
+    assert!(s.store().fsck(true).unwrap().is_clean());
+}
+
+#[test]
+fn fiemap_of_a_sparse_object_shows_only_its_data() {
+    let f = fs_factory();
+    let s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "sparse");
+    let mut t = Transaction::new();
+    t.write(&c, &o, 0, vec![1; 4096])
+        .write(&c, &o, 8 << 20, vec![2; 4096]);
+    s.apply_ok(t);
+    let m = s.store().fiemap(&s.ch(&c), &o, 0, 0).unwrap();
+    let total: u64 = m.values().sum();
+    assert!(total <= 1 << 20, "holes reported as data: {m:?}");
+    assert!(m.keys().any(|k| *k < 4096), "{m:?}");
+    assert!(m.iter().any(|(k, l)| k + l > 8 << 20), "{m:?}");
+    let st = s.store().stat(&s.ch(&c), &o).unwrap();
+    assert_eq!(st.size, (8 << 20) + 4096);
+    assert!(st.allocated < 1 << 20, "{st:?}");
+    // Zero punches a hole.
+    let mut t = Transaction::new();
+    t.zero(&c, &o, 0, 4096);
+    s.apply_ok(t);
+    let m = s.store().fiemap(&s.ch(&c), &o, 0, 4096).unwrap();
+    assert!(m.is_empty(), "{m:?}");
+    assert_eq!(s.read(&c, &o, 0, 4096).unwrap(), vec![0; 4096]);
+}
+
+#[test]
+fn index_splits_and_fsck_is_clean_after_remount() {
+    let f = fs_factory();
+    let mut s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    for chunk in 0..10 {
+        let mut t = Transaction::new();
+        for i in 0..100 {
+            let o = ObjectId::new(1, format!("obj{}", chunk * 100 + i));
+            t.write(&c, &o, 0, vec![i as u8; 10]);
+        }
+        s.apply_ok(t);
+    }
+    assert_eq!(s.list(&c, 100).len(), 1000);
+    let dir = s.path().join("current").join(c.to_string());
+    assert!(dir.join("DIR_0").is_dir(), "the index never split");
+    assert!(
+        dir.join("DIR_0").join("DIR_0").is_dir(),
+        "the index never split twice"
+    );
+    s.remount();
+    assert_eq!(s.list(&c, 77).len(), 1000);
+    let r = s.store().fsck(true).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.checked["objects"], 1000);
+}
+
+/// Replays a whole workload over the state it already produced (a crash after every
+/// transaction applied, before any checkpoint): the result must equal one apply.
+fn replay_over_applied(seed: u64, n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut jo = JournalingOptions::small();
+    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
+    jo.checkpoint_fill_bytes = 1 << 40;
+    jo.max_journal_bytes = 1 << 40;
+    let colls = ostore_tests::crash::client_colls(0);
+    let mut stream = ostore_tests::crash::Stream::new(seed, colls.clone());
+    let store = filestore(dir.path(), jo.clone(), opts());
+    store.mkfs().unwrap();
+    store.mount().unwrap();
+    let ch = store.create_new_collection(&colls[0]).unwrap();
+    for i in 0..n {
+        let _ = store.apply_transaction(&ch, stream.txn(i));
+    }
+    let before = ostore_tests::state::capture(&store).unwrap();
+    assert_eq!(
+        ostore_tests::crash::restrict(&before, &colls),
+        *stream.state(n),
+        "seed {seed}: wrong before the crash"
+    );
+    drop(store);
+    let store = filestore(dir.path(), jo, opts());
+    store.mount().unwrap();
+    let after = ostore_tests::state::capture(&store).unwrap();
+    let mine = ostore_tests::crash::restrict(&after, &colls);
+    if mine != *stream.state(n) {
+        panic!(
+            "seed {seed} n {n}: replay over the applied state diverged:\n{}",
+            ostore_tests::state::diff(stream.state(n), &mine).unwrap_or_default()
+        );
+    }
+    let r = store.fsck(true).unwrap();
+    assert!(r.is_clean(), "seed {seed}: {r:?}");
+    store.umount().unwrap();
+}
+
+#[test]
+fn replay_over_an_applied_state_changes_nothing() {
+    for seed in 0..40u64 {
+        replay_over_applied(seed, 200);
+    }
+}
+
+#[test]
+#[ignore]
+fn debug_replay_one() {
+    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
+    let n: usize = std::env::var("N").unwrap().parse().unwrap();
+    replay_over_applied(seed, n);
+}
+
+/// A crash at every op boundary of a workload (the store fails stop there, which leaves
+/// its files as a kill would), then recovery: the state must be the model's after the
+/// interrupted transaction, which the journal holds and replay completes.
+fn crash_at_op(seed: u64, n: usize, at: u64) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut jo = JournalingOptions::small();
+    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
+    jo.checkpoint_fill_bytes = 1 << 40;
+    jo.max_journal_bytes = 1 << 40;
+    let colls = ostore_tests::crash::client_colls(0);
+    let mut stream = ostore_tests::crash::Stream::new(seed, colls.clone());
+    let store = filestore(dir.path(), jo.clone(), opts());
+    store.mkfs().unwrap();
+    store.mount().unwrap();
+    ostore_filestore::fail_after_ops(dir.path(), at);
+    let ch = store.create_new_collection(&colls[0]).unwrap();
+    let mut done = 0;
+    for i in 0..n {
+        match store.apply_transaction(&ch, stream.txn(i)) {
+            Ok(()) => done = i + 1,
+            Err(e) if e.kind() == ErrorKind::Failed || e.kind() == ErrorKind::Io => break,
+            Err(_) => done = i + 1,
+        }
+    }
+    drop(store);
+    ostore_filestore::fail_after_ops(dir.path(), u64::MAX);
+    let store = filestore(dir.path(), jo, opts());
+    store.mount().map_err(|e| format!("mount: {e}"))?;
+    let after = ostore_tests::state::capture(&store).map_err(|e| format!("capture: {e}"))?;
+    let mine = ostore_tests::crash::restrict(&after, &colls);
+    let ok = (done..=(done + 1).min(n)).any(|k| *stream.state(k) == mine);
+    if !ok {
+        return Err(format!(
+            "seed {seed} crash at op {at} (after {done} transactions):\n{}",
+            ostore_tests::state::diff(stream.state((done + 1).min(n)), &mine).unwrap_or_default()
+        ));
+    }
+    let r = store.fsck(true).map_err(|e| e.to_string())?;
+    if !r.is_clean() {
+        return Err(format!("seed {seed} crash at op {at}: fsck {r:?}"));
+    }
+    store.umount().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[test]
+fn crash_at_op_boundaries_recovers_exactly() {
+    let mut tried = 0;
+    for seed in 0..4u64 {
+        for at in (0..400u64).step_by(4) {
+            if let Err(e) = crash_at_op(seed, 60, at) {
+                panic!("{e}");
+            }
+            tried += 1;
+        }
+    }
+    assert!(tried > 100);
+}
+
+#[test]
+#[ignore]
+fn debug_crash_one() {
+    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
+    let at: u64 = std::env::var("AT").unwrap().parse().unwrap();
+    crash_at_op(seed, 60, at).unwrap();
+}
+
+/// Like [`crash_at_op`] with three clients queueing several transactions each without
+/// waiting (as the kill test's children do), so some are journaled but not applied at
+/// the crash.
+fn crash_concurrent(seed: u64, at: u64) -> Result<(), String> {
+    use ostore_tests::crash::{client_colls, restrict, Stream, CLIENTS};
+    let dir = tempfile::tempdir().unwrap();
+    let mut jo = JournalingOptions::small();
+    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
+    let store = filestore(dir.path(), jo.clone(), opts());
+    store.mkfs().unwrap();
+    store.mount().unwrap();
+    ostore_filestore::fail_after_ops(dir.path(), at);
+    let mut streams: Vec<Stream> = (0..CLIENTS)
+        .map(|k| Stream::new(seed ^ (k as u64 + 1) * 977, client_colls(k)))
+        .collect();
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|k| store.create_new_collection(&client_colls(k)[0]).unwrap())
+        .collect();
+    let acked: Vec<Arc<std::sync::atomic::AtomicUsize>> = (0..CLIENTS)
+        .map(|_| Arc::new(std::sync::atomic::AtomicUsize::new(0)))
+        .collect();
+    let mut submitted = vec![0usize; CLIENTS];
+    'outer: for i in 0..40 {
+        for k in 0..CLIENTS {
+            let t = streams[k].txn(i);
+            let a = acked[k].clone();
+            let c = ostore_os::Completion::on_commit(move |r| {
+                if r.is_ok() {
+                    a.fetch_max(i + 1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            match store.queue_transactions(&handles[k], vec![t], c) {
+                Ok(()) => submitted[k] = i + 1,
+                Err(e) if e.kind() == ErrorKind::Failed => break 'outer,
+                Err(_) => submitted[k] = i + 1,
+            }
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(store);
+    ostore_filestore::fail_after_ops(dir.path(), u64::MAX);
+    let store = filestore(dir.path(), jo, opts());
+    store.mount().map_err(|e| format!("mount: {e}"))?;
+    let after = ostore_tests::state::capture(&store).map_err(|e| format!("capture: {e}"))?;
+    for k in 0..CLIENTS {
+        let mine = restrict(&after, &client_colls(k));
+        let lo = acked[k].load(std::sync::atomic::Ordering::SeqCst);
+        if !(lo..=submitted[k]).any(|n| *streams[k].state(n) == mine) {
+            return Err(format!(
+                "seed {seed} crash at op {at}, client {k} (acked {lo}, submitted {}):\n{}",
+                submitted[k],
+                ostore_tests::state::diff(streams[k].state(lo), &mine).unwrap_or_default()
+            ));
+        }
+    }
+    store.umount().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[test]
+fn crash_with_transactions_in_flight_recovers() {
+    for seed in 0..3u64 {
+        for at in (5..500u64).step_by(17) {
+            if let Err(e) = crash_concurrent(seed, at) {
+                panic!("{e}");
+            }
+        }
+    }
+}
