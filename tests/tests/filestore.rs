@@ -305,7 +305,7 @@ fn crash_concurrent(seed: u64, at: u64) -> Result<(), String> {
     store.mount().unwrap();
     ostore_filestore::fail_after_ops(dir.path(), at);
     let mut streams: Vec<Stream> = (0..CLIENTS)
-        .map(|k| Stream::new(seed ^ (k as u64 + 1) * 977, client_colls(k)))
+        .map(|k| Stream::new(seed ^ ((k as u64 + 1) * 977), client_colls(k)))
         .collect();
     let handles: Vec<_> = (0..CLIENTS)
         .map(|k| store.create_new_collection(&client_colls(k)[0]).unwrap())
@@ -313,7 +313,7 @@ fn crash_concurrent(seed: u64, at: u64) -> Result<(), String> {
     let acked: Vec<Arc<std::sync::atomic::AtomicUsize>> = (0..CLIENTS)
         .map(|_| Arc::new(std::sync::atomic::AtomicUsize::new(0)))
         .collect();
-    let mut submitted = vec![0usize; CLIENTS];
+    let mut submitted = [0usize; CLIENTS];
     'outer: for i in 0..40 {
         for k in 0..CLIENTS {
             let t = streams[k].txn(i);

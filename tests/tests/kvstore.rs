@@ -110,7 +110,7 @@ fn flipped_bytes_in_the_database_files_are_detected() {
     let c = CollectionId::pg(1, 0);
     let mut objs = Vec::new();
     for i in 0..64 {
-        let o = ObjectId::new(1, &format!("o{i}"));
+        let o = ObjectId::new(1, format!("o{i}"));
         let mut t = Transaction::new();
         let data: Vec<u8> = (0..9000u32).map(|j| (i * 31 + j) as u8).collect();
         t.write(&c, &o, 0, data.clone())
@@ -176,7 +176,7 @@ fn split_and_merge_move_headers_not_data() {
     let mut t = Transaction::new();
     let mut objs = Vec::new();
     for i in 0..50 {
-        let o = ObjectId::new(1, &format!("obj{i}"));
+        let o = ObjectId::new(1, format!("obj{i}"));
         t.write(&c, &o, 0, vec![i as u8; 5000]);
         objs.push(o);
     }

@@ -725,10 +725,8 @@ impl Mounted {
                     Op::OmapSetHeader { header, .. } => {
                         b.set(okey(K_HEADER, &onum, &[]), header.clone());
                     }
-                    Op::OmapRmKeyRange { first, last, .. } => {
-                        if first < last {
-                            b.remove_range(okey(K_OMAP, &onum, first), okey(K_OMAP, &onum, last));
-                        }
+                    Op::OmapRmKeyRange { first, last, .. } if first < last => {
+                        b.remove_range(okey(K_OMAP, &onum, first), okey(K_OMAP, &onum, last));
                     }
                     _ => {}
                 }
@@ -842,10 +840,7 @@ impl Mounted {
         }
         let mut b = WriteBatch::new();
         self.drop_obj_kv(&mut b, &nonum);
-        let old = match self.open_existing(cid, dst)? {
-            Some((_, o)) => Some(o),
-            None => None,
-        };
+        let old = self.open_existing(cid, dst)?.map(|(_, o)| o);
         if let Some(o) = old.filter(|o| *o != nonum) {
             self.drop_obj_kv(&mut b, &o);
         }

@@ -154,12 +154,12 @@ impl FsOps {
             return Ok(CloneHow::Copy);
         }
         let bs = self.block_size;
-        if self.reflink_enabled() && soff % bs == 0 && doff % bs == 0 {
+        if self.reflink_enabled() && soff.is_multiple_of(bs) && doff.is_multiple_of(bs) {
             let src_len = src.metadata()?.len();
             let dst_len = dst.metadata()?.len();
             // The kernel takes an unaligned length only when it runs to the source's
             // end and covers the destination's end as well.
-            let ok_len = len % bs == 0 || (soff + len == src_len && doff + len >= dst_len);
+            let ok_len = len.is_multiple_of(bs) || (soff + len == src_len && doff + len >= dst_len);
             if ok_len {
                 match sys::ficlonerange(dst, src, soff, len, doff) {
                     Ok(()) => {

@@ -459,6 +459,21 @@ pub fn open_dir(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Whether the process runs as root (loop mounts in the tests need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Registers `f` to run at normal process exit (the tests' loop-mount cleanup).
+pub fn at_exit(f: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: `f` is a plain `extern "C" fn()` that lives for the whole program.
+    if unsafe { libc::atexit(f) } != 0 {
+        return Err(io::Error::other("atexit failed"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,19 +513,4 @@ mod tests {
             .all(|e| e.logical >= 1 << 20 || e.logical + e.length <= 4096 * 4));
         assert!(!m.is_empty());
     }
-}
-
-/// Whether the process runs as root (loop mounts in the tests need it).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Registers `f` to run at normal process exit (the tests' loop-mount cleanup).
-pub fn at_exit(f: extern "C" fn()) -> io::Result<()> {
-    // SAFETY: `f` is a plain `extern "C" fn()` that lives for the whole program.
-    if unsafe { libc::atexit(f) } != 0 {
-        return Err(io::Error::other("atexit failed"));
-    }
-    Ok(())
 }

@@ -182,7 +182,7 @@ impl<'a> Applier<'a> {
                 layout::strip_key(h.nid, keep),
                 layout::nid_prefix(P_DATA, h.nid + 1),
             );
-            if size % s != 0 {
+            if !size.is_multiple_of(s) {
                 let idx = size / s;
                 if let Some(mut cur) = self.strip(h, idx)? {
                     let within = (size % s) as usize;

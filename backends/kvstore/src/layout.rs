@@ -197,7 +197,7 @@ pub fn encode_strip(payload: &[u8]) -> Vec<u8> {
 }
 
 /// The payload of a strip value, checked.
-pub fn decode_strip<'a>(v: &'a [u8], nid: u64, strip: u64) -> Result<&'a [u8]> {
+pub fn decode_strip(v: &[u8], nid: u64, strip: u64) -> Result<&[u8]> {
     if v.len() < 4 {
         return Err(Error::corrupt(format!(
             "data strip {strip} of nid {nid} has {} bytes",

@@ -808,8 +808,8 @@ fn fs_space(path: &Path) -> Result<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so it initialized `st`.
     let st = unsafe { st.assume_init() };
-    let f = st.f_frsize as u64;
-    Ok((st.f_blocks as u64 * f, st.f_bavail as u64 * f))
+    let f = st.f_frsize;
+    Ok((st.f_blocks * f, st.f_bavail * f))
 }
 
 /// Nids that own records but no object header points at.
@@ -851,7 +851,7 @@ fn live_nids(db: &dyn KvRead, r: &mut FsckReport) -> Result<BTreeMap<u64, (Strin
         r.count("object_records", 1);
         let name = match (layout::coll_of_obj_key(k), layout::obj_of_key(k)) {
             (Ok(c), Ok(o)) => {
-                if !colls.contains(&ostore_os::keys::collection_key(&c).to_vec()) {
+                if !colls.contains(ostore_os::keys::collection_key(&c).as_slice()) {
                     r.error(format!(
                         "object {o} is in collection {c}, which does not exist"
                     ));
