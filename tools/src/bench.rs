@@ -215,6 +215,33 @@ fn pg(i: usize) -> CollectionId {
     CollectionId::pg(1, (i as u32) % PGS)
 }
 
+/// The store a benchmark formats: a backend name, or `kvstore-wal` (KeyValueStore with
+/// RocksDB's own WAL on as well as the journal, for the double-logging comparison).
+fn bench_store(
+    backend: &str,
+    dir: &Path,
+    tune: impl FnOnce(&mut ostore_os::journaling::JournalingOptions),
+) -> Result<Arc<dyn ObjectStore>> {
+    if backend == "kvstore-wal" {
+        let mut j = ostore_os::journaling::JournalingOptions::default();
+        tune(&mut j);
+        return Ok(Arc::new(ostore_kvstore::kvstore(
+            dir,
+            j,
+            ostore_kvstore::KvStoreOptions {
+                engine: ostore_kvstore::Engine::RocksDb { wal: true },
+                ..ostore_kvstore::KvStoreOptions::default()
+            },
+        )));
+    }
+    let cfg = StoreConfig {
+        store_type: Some(backend.to_string()),
+        data_path: dir.to_path_buf(),
+        journal_path: None,
+    };
+    open::store_for_mkfs_with(&cfg, tune)
+}
+
 /// A fresh formatted, mounted store of the chosen backend.
 struct Scratch {
     store: Arc<dyn ObjectStore>,
@@ -227,12 +254,7 @@ impl Scratch {
             .dir
             .join(format!("{}-{name}-{}", o.backend, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let cfg = StoreConfig {
-            store_type: Some(o.backend.clone()),
-            data_path: dir.clone(),
-            journal_path: None,
-        };
-        let store = open::store_for_mkfs(&cfg)?;
+        let store = bench_store(&o.backend, &dir, |_| {})?;
         store.mkfs()?;
         store.mount()?;
         for p in 0..PGS {
@@ -525,12 +547,7 @@ fn osd_bench(o: &BenchOpts, sc: &Scratch) -> Result<Tally> {
 fn replay(o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
     // Build the journal on a store that never checkpoints while it fills.
     let dir = sc.dir.join("replay");
-    let cfg = StoreConfig {
-        store_type: Some(o.backend.clone()),
-        data_path: dir.clone(),
-        journal_path: None,
-    };
-    let store = open::store_for_mkfs_with(&cfg, |j| {
+    let store = bench_store(&o.backend, &dir, |j| {
         j.checkpoint_interval = Duration::from_secs(3600);
         j.checkpoint_fill_bytes = u64::MAX;
         j.max_journal_bytes = u64::MAX;
@@ -867,7 +884,7 @@ pub fn run(workload_name: &str, o: &BenchOpts) -> Result<BenchResult> {
         return raw_rocksdb_sync(&o.dir, 4096, o.clients, o.duration);
     }
     let mut r = workload(workload_name, o)?;
-    if o.backend == "kvstore"
+    if o.backend.starts_with("kvstore")
         && matches!(
             workload_name,
             "small-overwrite" | "rados-4k" | "create-small"
