@@ -351,6 +351,10 @@ struct ApplyState {
     queued_max: u64,
     /// Highest seq a checkpoint covered.
     checkpointed: u64,
+    /// Sequencers whose next entry is above `hold_above`: set aside (still marked
+    /// scheduled) until the hold is released, so no apply worker sits blocked on them
+    /// while another sequencer still has entries below the cut.
+    parked: Vec<Arc<Sequencer>>,
 }
 
 struct Shared<B: Backend> {
@@ -519,8 +523,12 @@ impl<B: Backend> Shared<B> {
             };
             {
                 let mut a = lock(&self.apply);
-                while a.hold_above.is_some_and(|h| p.seq > h) && lock(&self.failed).is_none() {
-                    a = self.apply_cv.wait(a).unwrap_or_else(|e| e.into_inner());
+                if a.hold_above.is_some_and(|h| p.seq > h) && lock(&self.failed).is_none() {
+                    // Waiting here could take the last free worker from a sequencer whose
+                    // entries the checkpoint is waiting for (a deadlock with few workers).
+                    lock(&sq.queue).q.push_front(p);
+                    a.parked.push(sq.clone());
+                    return;
                 }
                 a.running += 1;
             }
@@ -582,22 +590,43 @@ impl<B: Backend> Shared<B> {
         let captured = self.backend.checkpoint_capture(cp);
         let released = matches!(captured, Ok(true));
         if released {
-            lock(&self.apply).hold_above = None;
-            self.apply_cv.notify_all();
+            self.release_hold();
         }
         let r = captured.and_then(|_| self.checkpoint_at(journal, cp));
-        {
+        if r.is_ok() {
             let mut a = lock(&self.apply);
-            a.hold_above = None;
-            if r.is_ok() {
-                a.checkpointed = a.checkpointed.max(cp);
-            }
+            a.checkpointed = a.checkpointed.max(cp);
         }
-        self.apply_cv.notify_all();
+        self.release_hold();
         if let Err(e) = &r {
             self.fail(e);
         }
         r.map(|()| cp)
+    }
+
+    /// Lets applies above a checkpoint's cut go on, rescheduling parked sequencers.
+    fn release_hold(&self) {
+        let parked = {
+            let mut a = lock(&self.apply);
+            a.hold_above = None;
+            std::mem::take(&mut a.parked)
+        };
+        self.apply_cv.notify_all();
+        if parked.is_empty() {
+            return;
+        }
+        let tx = lock(&self.work_tx).clone();
+        for sq in parked {
+            match &tx {
+                Some(tx) => {
+                    if let Err(e) = tx.send(sq) {
+                        self.drain(&e.into_inner());
+                    }
+                }
+                // Shutting down: apply what is left on this thread.
+                None => self.drain(&sq),
+            }
+        }
     }
 
     fn checkpoint_at(&self, journal: &Journal, cp: u64) -> Result<()> {

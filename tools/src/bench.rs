@@ -587,7 +587,7 @@ fn replay(o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
     // A crash: no umount, so nothing is checkpointed and the journal holds it all.
     drop(store);
     drop_caches();
-    let store = open::open_store(&cfg)?;
+    let store = bench_store(&o.backend, &dir, |_| {})?;
     let t0 = Instant::now();
     store.mount()?;
     let secs = t0.elapsed().as_secs_f64();
