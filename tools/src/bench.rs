@@ -253,7 +253,7 @@ impl Scratch {
         let dir = o
             .dir
             .join(format!("{}-{name}-{}", o.backend, std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = ostore_filestore::remove_store_dir(&dir);
         let store = bench_store(&o.backend, &dir, |_| {})?;
         store.mkfs()?;
         store.mount()?;
@@ -293,7 +293,7 @@ impl Scratch {
 
     fn remove(self) -> Result<()> {
         let r = self.store.umount();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = ostore_filestore::remove_store_dir(&self.dir);
         r
     }
 }
@@ -593,7 +593,7 @@ fn replay(o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
     let secs = t0.elapsed().as_secs_f64();
     let rep = store.mount_report();
     store.umount()?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = ostore_filestore::remove_store_dir(&dir);
     let bytes = n * chunk;
     let mut r = Tally {
         ops: rep.as_ref().map_or(n, |r| r.replayed),

@@ -142,6 +142,21 @@ pub(crate) fn failpoint(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes a store's data directory (any backend's). A FileStore on btrfs keeps its
+/// checkpoints as read-only snapshots, which a recursive delete cannot empty: they are
+/// destroyed first, and so is `current/` when it is a subvolume.
+pub fn remove_store_dir(path: &Path) -> io::Result<()> {
+    if let Ok(names) = BtrfsSnapshots.list(path) {
+        for n in names {
+            let _ = BtrfsSnapshots.destroy(path, &n);
+        }
+    }
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 /// FileStore: [`FileBackend`] committed through the shared journal.
 pub type FileStore = JournaledStore<FileBackend>;
 
