@@ -1166,6 +1166,15 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        // Without a superblock nothing here was ever committed: a checkpoint file left
+        // by an earlier store (or an interrupted mkfs) would make the new one look
+        // ahead of its backend.
+        let ckpt = self.data_path.join(CHECKPOINT_FILE);
+        if self.vfs.exists(&ckpt).unwrap_or(false) {
+            self.vfs.remove(&ckpt).map_err(|e| {
+                Error::from(e).context(format!("removing stale {}", ckpt.display()))
+            })?;
+        }
         backend.mkfs()?;
         let jp = self.journal_path();
         if self.vfs.exists(&jp.join("journal.info")).unwrap_or(false) {

@@ -242,7 +242,16 @@ fn spawn_child(
     mode: &str,
 ) -> std::process::Child {
     Command::new(std::env::current_exe().expect("test binary path"))
-        .args([test_name, "--exact", "--nocapture", "--test-threads", "1"])
+        // --include-ignored: the child must run even when the parent test is ignored by
+        // default (run with --ignored).
+        .args([
+            test_name,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(ENV_CHILD, dir)
         .env(ENV_LOG, log)
         .env(ENV_SEED, seed.to_string())
@@ -609,6 +618,25 @@ macro_rules! kill_tests {
 }
 
 /// Expands to the simulated-disk crash-point test for one backend.
+/// [`kill_tests!`] for a backend with a known, not yet fixed, recovery defect: the test
+/// is `#[ignore]`d (run it with `cargo test -- --ignored`) and says why.
+#[macro_export]
+macro_rules! kill_tests_ignored {
+    ($factory:expr, $why:literal) => {
+        #[test]
+        #[ignore = $why]
+        fn kill_recovery() {
+            let factory = $factory;
+            let stats = $crate::crash::kill_test(&factory, "kill_recovery", 200);
+            assert!(stats.iterations > 0);
+            assert!(
+                stats.committed_checked > 0,
+                "no child ever committed a transaction: the test checked nothing"
+            );
+        }
+    };
+}
+
 #[macro_export]
 macro_rules! sim_crash_tests {
     ($factory:expr) => {

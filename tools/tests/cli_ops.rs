@@ -173,14 +173,20 @@ fn plain_format_and_journal_path() {
 }
 
 /// A MemStore left as a crash leaves it: transactions journaled, no checkpoint.
-fn crashed_store(n: usize) -> (tempfile::TempDir, PathBuf) {
+/// A store of type `ty` with `n` writes in its journal and no checkpoint after them.
+fn crashed_store(ty: &str, n: usize) -> (tempfile::TempDir, PathBuf) {
     use ostore_os::{CollectionId, ObjectId, ObjectStore, Transaction};
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("store");
-    let s = ostore_memstore::MemStore::with_options(
-        &d,
-        ostore_os::journaling::JournalingOptions::small(),
-    );
+    let cfg = ostore_tools::open::StoreConfig {
+        store_type: Some(ty.to_string()),
+        data_path: d.clone(),
+        journal_path: None,
+    };
+    let s = ostore_tools::open::store_for_mkfs_with(&cfg, |j| {
+        *j = ostore_os::journaling::JournalingOptions::small();
+    })
+    .unwrap();
     s.mkfs().unwrap();
     s.mount().unwrap();
     let c = CollectionId::pg(1, 0);
@@ -223,7 +229,13 @@ fn poke(d: &Path, vol: u64, off: u64, bytes: &[u8]) {
 
 #[test]
 fn journal_dump_shows_entries_and_replay_applies_them() {
-    let (_t, d) = crashed_store(5);
+    for ty in backends() {
+        journal_dump_and_replay(ty);
+    }
+}
+
+fn journal_dump_and_replay(ty: &str) {
+    let (_t, d) = crashed_store(ty, 5);
     let dump = ok(&d, &["journal", "dump"]).json();
     let seqs: Vec<u64> = dump["entries"]
         .as_array()
@@ -231,7 +243,7 @@ fn journal_dump_shows_entries_and_replay_applies_them() {
         .iter()
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
-    assert!(seqs.ends_with(&[2, 3, 4, 5, 6]), "{seqs:?}");
+    assert!(seqs.ends_with(&[2, 3, 4, 5, 6]), "{ty}: {seqs:?}");
     assert_eq!(dump["tail"], "clean");
     let with_ops = ok(&d, &["journal", "dump", "--ops"]).json();
     let last = with_ops["entries"]
@@ -255,7 +267,13 @@ fn journal_dump_shows_entries_and_replay_applies_them() {
 
 #[test]
 fn torn_tail_mounts_and_is_reported() {
-    let (_t, d) = crashed_store(4);
+    for ty in backends() {
+        torn_tail(ty);
+    }
+}
+
+fn torn_tail(ty: &str) {
+    let (_t, d) = crashed_store(ty, 4);
     let dump = ok(&d, &["journal", "dump"]).json();
     let b = batches(&dump);
     let &(vol, off) = b.last().unwrap();
@@ -273,7 +291,13 @@ fn torn_tail_mounts_and_is_reported() {
 
 #[test]
 fn interior_corruption_refuses_to_mount_but_dumps() {
-    let (_t, d) = crashed_store(6);
+    for ty in backends() {
+        interior_corruption(ty);
+    }
+}
+
+fn interior_corruption(ty: &str) {
+    let (_t, d) = crashed_store(ty, 6);
     let dump = ok(&d, &["journal", "dump"]).json();
     let b = batches(&dump);
     assert!(b.len() >= 3, "{dump}");

@@ -30,7 +30,7 @@ use ostore_os::journaling::{Backend, JournaledStore, JournalingOptions};
 use ostore_os::store::{
     FsckReport, ObjectStat, OmapContents, OmapIterator, SnapshotOmapIterator, StoreStatfs,
 };
-use ostore_os::{precheck, CollectionId, Error, ErrorKind, ObjectId, OmapKey, Result, Transaction};
+use ostore_os::{precheck, CollectionId, Error, ObjectId, OmapKey, Result, Transaction};
 
 use crate::apply::{Applier, DbView};
 use crate::layout::{Header, StoreRecord, P_ATTR, P_DATA, P_OMAP};
@@ -962,14 +962,10 @@ fn fsck(db: &dyn KvRead, deep: bool) -> Result<FsckReport> {
     Ok(r)
 }
 
-/// Whether `e` is the error a strip checksum mismatch gives (for tests and tools).
-pub fn is_checksum_error(e: &Error) -> bool {
-    e.kind() == ErrorKind::Corrupt
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ostore_os::ErrorKind;
 
     #[test]
     fn conf_round_trips_and_rejects_bad_values() {
