@@ -175,7 +175,7 @@ fn plain_format_and_journal_path() {
 /// A MemStore left as a crash leaves it: transactions journaled, no checkpoint.
 /// A store of type `ty` with `n` writes in its journal and no checkpoint after them.
 fn crashed_store(ty: &str, n: usize) -> (tempfile::TempDir, PathBuf) {
-    use ostore_os::{CollectionId, ObjectId, ObjectStore, Transaction};
+    use ostore_os::{CollectionId, ObjectId, Transaction};
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("store");
     let cfg = ostore_tools::open::StoreConfig {
