@@ -404,7 +404,9 @@ fn workload_on(name: &str, o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
                     .map(|j| (format!("key.{i:08}.{j:04}").into_bytes(), vec![5u8; 128]))
                     .collect();
                 let mut t = Transaction::new();
-                t.omap_setkeys(&cid, &oid, keys);
+                // omap ops on a missing object are skipped (Ceph tolerates ENOENT):
+                // create it first, or the workload would measure nothing but the journal.
+                t.touch(&cid, &oid).omap_setkeys(&cid, &oid, keys);
                 commit(s, &hs[k % PGS as usize], t)?;
                 Ok(100 * 128)
             })?
