@@ -361,18 +361,18 @@ impl Mounted {
         }
         let dir = self.room_for(cid, oid.hash)?;
         let path = dir.join(names::file_name(oid).0);
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| ioe(e, format!("creating {}", path.display())))?;
+        // Made whole in tmp/ and renamed into place, so a crash never leaves a file under
+        // an object's name without its number and birth (replay would meet a nameless
+        // object: "has no object number").
+        let tp = self.tmp_path(pos, "create");
+        let f = self.new_tmp(&tp)?;
         let onum = self.new_onum();
         sys::fsetxattr(&f, XA_ONUM, &onum).map_err(|e| ioe(e, "setting an object number"))?;
         sys::fsetxattr(&f, XA_BIRTH, &pos.bytes()).map_err(|e| ioe(e, "setting a birth"))?;
         if long {
             self.set_oid(&f, oid)?;
         }
+        std::fs::rename(&tp, &path).map_err(|e| ioe(e, format!("creating {}", path.display())))?;
         self.count(cid, oid.hash, 1);
         Ok(Some((f, onum)))
     }
