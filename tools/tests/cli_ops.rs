@@ -393,3 +393,39 @@ fn damaged_export_files_are_refused_and_change_nothing() {
         assert_eq!(state(&dst), before, "{what}: store unchanged");
     }
 }
+
+#[test]
+fn info_and_bench_on_every_backend() {
+    for ty in backends() {
+        let (_t, d) = populated(ty);
+        let i = ok(&d, &["info"]).json();
+        assert_eq!(i["store_type"], ty, "{i}");
+        assert!(i["committed_seq"].as_u64().is_some(), "{ty}: {i}");
+        assert!(
+            i["journal"]["volumes"].as_u64().unwrap_or(0) > 0,
+            "{ty}: {i}"
+        );
+        // bench runs in scratch stores under --data-path, never in the store itself.
+        let scratch = d.parent().unwrap().join("bench");
+        let r = ok(
+            &scratch,
+            &[
+                "--type",
+                ty,
+                "bench",
+                "--workload",
+                "create-small",
+                "--clients",
+                "2",
+                "--duration",
+                "1",
+            ],
+        )
+        .json();
+        let row = &r[0];
+        assert_eq!(row["backend"], ty, "{r}");
+        assert_eq!(row["workload"], "create-small", "{r}");
+        assert!(row["ops"].as_u64().unwrap_or(0) > 0, "{ty}: {r}");
+        assert!(row["ratio"].as_f64().is_some_and(|x| x > 0.0), "{ty}: {r}");
+    }
+}
