@@ -205,6 +205,9 @@ struct ApplyState {
     /// Transactions applied (or skipped) per seq since mount, for entries not yet
     /// covered by a checkpoint.
     seen: HashMap<u64, u64>,
+    /// The applied markers found at mount (seq -> transactions in the database): only
+    /// replayed entries can have one, so applies never read markers from the database.
+    found: HashMap<u64, u64>,
 }
 
 /// The key-value backend.
@@ -383,9 +386,21 @@ impl Backend for KvBackend {
         let sr = StoreRecord::decode(&get(layout::K_SUPER, "store")?)?;
         let ckpt = layout::decode_u64(&get(layout::K_CKPT, "checkpoint")?, "checkpoint")?;
         let nid = layout::decode_u64(&get(layout::K_NID, "next nid")?, "next nid")?;
+        // Markers below the checkpoint were dropped with it: what is left is exactly
+        // the entries replay may meet again.
+        let mut found = HashMap::new();
+        for (k, v) in Self::scan(&*db, vec![layout::P_APPLIED], vec![layout::P_APPLIED + 1])? {
+            let seq = k
+                .get(1..9)
+                .filter(|_| k.len() == 9)
+                .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+                .ok_or_else(|| Error::corrupt("applied marker key has a bad length"))?;
+            found.insert(seq, layout::decode_u64(&v, "applied marker")?);
+        }
         *lock(&self.applying) = ApplyState {
             next_nid: nid,
             seen: HashMap::new(),
+            found,
         };
         *self
             .mounted
@@ -414,10 +429,7 @@ impl Backend for KvBackend {
         // this is the `index`-th of its seq since mount, and the marker counts how many
         // of them reached the database before.
         let index = *st.seen.get(&seq).unwrap_or(&0);
-        let done = match db.get(&marker).map_err(kve)? {
-            Some(v) => layout::decode_u64(&v, "applied marker")?,
-            None => 0,
-        };
+        let done = *st.found.get(&seq).unwrap_or(&0);
         st.seen.insert(seq, index + 1);
         if index < done {
             // Replay of a transaction whose batch already reached the database.
@@ -464,6 +476,7 @@ impl Backend for KvBackend {
     fn checkpoint(&self, seq: u64) -> Result<()> {
         let mut st = lock(&self.applying);
         st.seen.retain(|&s, _| s > seq);
+        st.found.retain(|&s, _| s > seq);
         let m = self.m()?;
         let mut b = WriteBatch::new();
         b.set(layout::K_CKPT.to_vec(), layout::encode_u64(seq));
