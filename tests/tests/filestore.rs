@@ -30,9 +30,9 @@ ostore_tests::model_tests!(fs_factory());
 // swapped, as if a split or merge were replayed wrongly). Until it is found and fixed this test
 // runs only on demand (`cargo test --test filestore -- --ignored kill_recovery`);
 // btrfs (snapshot rollback) keeps its kill test in CI.
-ostore_tests::kill_tests_ignored!(
+ostore_tests::kill_tests!(
     fs_factory(),
-    "known defect: FileStore replay without snapshots can diverge after SIGKILL"
+    ignore = "known defect: FileStore replay without snapshots can diverge after SIGKILL"
 );
 
 fn setup(f: &dyn ostore_tests::StoreFactory) -> ostore_tests::TestStore<'_> {

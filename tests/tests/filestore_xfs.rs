@@ -48,9 +48,9 @@ ostore_tests::model_tests!(xfs!());
 // swapped, as if a split or merge were replayed wrongly). Until it is found and fixed this test
 // runs only on demand (`cargo test --test filestore_xfs -- --ignored kill_recovery`);
 // btrfs (snapshot rollback) keeps its kill test in CI.
-ostore_tests::kill_tests_ignored!(
+ostore_tests::kill_tests!(
     xfs!(),
-    "known defect: FileStore replay without snapshots can diverge after SIGKILL"
+    ignore = "known defect: FileStore replay without snapshots can diverge after SIGKILL"
 );
 
 fn shared_extents(path: &std::path::Path) -> (u64, u64) {
