@@ -118,10 +118,14 @@ impl<'a> AtomicFileWriter<'a> {
             .map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         drop(f);
+        crate::failpoint::hit("atomic.before_rename")
+            .map_err(|e| Error::io("rename", &self.path, e))?;
         self.vfs
             .rename(&tmp, &self.path)
             .map_err(|e| Error::io("rename", &self.path, e))?;
         let dir = dir_of(&self.path);
+        crate::failpoint::hit("atomic.before_dir_sync")
+            .map_err(|e| Error::io("fsync directory", &dir, e))?;
         self.vfs
             .sync_dir(&dir)
             .map_err(|e| Error::io("fsync directory", dir, e))

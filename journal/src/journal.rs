@@ -898,6 +898,7 @@ impl Inner {
             return Ok(());
         }
         let blank = self.take_blank()?;
+        crate::failpoint::hit("journal.rotate").map_err(|e| Error::io("rename", &path, e))?;
         self.vfs
             .rename(&blank, &path)
             .map_err(|e| Error::io("rename", &path, e))?;
@@ -1212,6 +1213,7 @@ impl Inner {
         for &v in &victims {
             let from = volume_path(&self.dir, v);
             let r = (|| -> Result<()> {
+                crate::failpoint::hit("journal.trim").map_err(|e| Error::io("rename", &from, e))?;
                 let mut b = relock(&self.blanks);
                 if b.ready.len() < self.opts.max_blanks {
                     let to = blank_path(&self.dir, b.next_no);

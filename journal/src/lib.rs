@@ -5,6 +5,7 @@
 //!   simulated, crash-state-generating [`SimFs`];
 //! - [`format`]: every on-disk format of the journal (sector, volume header, batch, entry, TOC,
 //!   info file), documented byte by byte here and in `docs/FORMATS.md`;
+//! - [`failpoint`]: named crash/error points for tests (the `failpoints` feature);
 //! - [`atomic`]: atomic small files ([`AtomicFileWriter`], [`AtomicFileReader`]);
 //! - [`scan`]: reading a journal back (replay, [`scan()`]) and [`dump_volume`] for tools;
 //! - [`journal`]: the writer ([`Journal`]) with group commit, rotation, TOC, trim and blank
@@ -44,6 +45,7 @@
 pub mod atomic;
 pub mod bench;
 pub mod error;
+pub mod failpoint;
 pub mod format;
 pub mod journal;
 pub mod scan;

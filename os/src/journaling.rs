@@ -42,6 +42,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ostore_journal::failpoint;
 use ostore_journal::{
     AtomicFileReader, AtomicFileWriter, Geometry, Journal, JournalOptions, MetaAction, Position,
     RealFs, ScanCallbacks, Vfs,
@@ -632,6 +633,7 @@ impl<B: Backend> Shared<B> {
     fn checkpoint_at(&self, journal: &Journal, cp: u64) -> Result<()> {
         self.check()?;
         self.backend.checkpoint(cp)?;
+        failpoint::hit("checkpoint.after_backend")?;
         AtomicFileWriter::new(
             &*self.vfs,
             self.data_path.join(CHECKPOINT_FILE),
@@ -646,6 +648,7 @@ impl<B: Backend> Shared<B> {
             v.values().next().copied()
         };
         let keep_from = keep_from.unwrap_or_else(|| journal.end_position().volume);
+        failpoint::hit("checkpoint.before_trim")?;
         journal.trim_before(keep_from).map_err(journal_error)?;
         tracing::debug!(seq = cp, keep_from, "checkpoint");
         Ok(())
@@ -1176,6 +1179,7 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             })?;
         }
         backend.mkfs()?;
+        failpoint::hit("mkfs.after_backend")?;
         let jp = self.journal_path();
         if self.vfs.exists(&jp.join("journal.info")).unwrap_or(false) {
             // A journal left by an interrupted mkfs holds nothing committed: start over.
@@ -1191,6 +1195,7 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
                 .map_err(|e| Error::from(e).context(format!("syncing {}", jp.display())))?;
         }
         Journal::create(&*self.vfs, &jp, self.opts.geometry).map_err(journal_error)?;
+        failpoint::hit("mkfs.before_superblock")?;
         // The superblock last: until it exists the directory reads as unformatted.
         Superblock::new(B::STORE_TYPE)?.write(&*self.vfs, &self.data_path)
     }

@@ -177,6 +177,7 @@ pub fn write_file_atomic(vfs: &dyn Vfs, path: &Path, bytes: &[u8]) -> Result<()>
     f.write_at(bytes, 0).map_err(|e| ctx(e, "writing"))?;
     f.sync_all().map_err(|e| ctx(e, "syncing"))?;
     drop(f);
+    ostore_journal::failpoint::hit("superblock.before_rename").map_err(|e| ctx(e, "renaming"))?;
     vfs.rename(&tmp, path)
         .map_err(|e| Error::from(e).context(format!("renaming onto {}", path.display())))?;
     vfs.sync_dir(dir)

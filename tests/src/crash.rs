@@ -155,6 +155,16 @@ fn maybe_child(factory: &dyn StoreFactory) {
     };
     let dir = PathBuf::from(dir);
     let store = factory.create(&dir);
+    if std::env::var(ENV_MODE).as_deref() == Ok("mkfs") {
+        let code = match store.mkfs() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("failpoint child: mkfs failed: {e}");
+                4
+            }
+        };
+        std::process::exit(code);
+    }
     if let Err(e) = store.mount() {
         eprintln!("kill child: mount failed: {e}");
         std::process::exit(3);
@@ -240,8 +250,14 @@ fn spawn_child(
     log: &Path,
     seed: u64,
     mode: &str,
+    failpoints: Option<&str>,
 ) -> std::process::Child {
-    Command::new(std::env::current_exe().expect("test binary path"))
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
+    match failpoints {
+        Some(f) => cmd.env(ostore_journal::failpoint::ENV, f),
+        None => cmd.env_remove(ostore_journal::failpoint::ENV),
+    };
+    cmd
         // --include-ignored: the child must run even when the parent test is ignored by
         // default (run with --ignored).
         .args([
@@ -302,7 +318,7 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
         let store = factory.create(&dir);
         store.mkfs().expect("mkfs");
         drop(store);
-        let mut child = spawn_child(test_name, &dir, &log, seed, "work");
+        let mut child = spawn_child(test_name, &dir, &log, seed, "work", None);
         std::thread::sleep(Duration::from_millis(rng.range(20, 300)));
         let finished = child.try_wait().expect("child status").is_some();
         if !finished {
@@ -317,7 +333,7 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
             );
         }
         if it % 3 == 1 {
-            let mut r = spawn_child(test_name, &dir, &log, seed, "mount");
+            let mut r = spawn_child(test_name, &dir, &log, seed, "mount", None);
             std::thread::sleep(Duration::from_millis(rng.range(0, 40)));
             if r.try_wait().expect("child status").is_none() {
                 let _ = r.kill();
@@ -331,32 +347,12 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
             .unwrap_or_else(|e| panic!("iteration {it} (seed {seed}): mount after kill: {e}"));
         let actual = state::capture(&*store).expect("capture");
         store.umount().expect("umount");
-        let committed = read_log(&log);
-        for (k, done) in committed.iter().enumerate() {
-            let colls = client_colls(k);
-            let mut stream = Stream::new(client_seed(seed, k), colls.clone());
-            // on_commit fires in order: the committed transactions are a prefix of the
-            // valid ones.
-            let c = done.iter().map(|i| i + 1).max().unwrap_or(0);
-            let mut sorted = done.clone();
-            sorted.sort_unstable();
-            let expect_done: Vec<usize> = (0..c).filter(|i| stream.is_valid(*i)).collect();
-            assert_eq!(
-                sorted, expect_done,
-                "iteration {it} (seed {seed}) client {k}: on_commit fired out of order or twice"
-            );
-            let mine = restrict(&actual, &colls);
-            let hi = (c + WINDOW * 4 + 8).min(MAX_PER_CLIENT + 1);
-            let found = (c..=hi).find(|n| *stream.state(*n) == mine);
-            if found.is_none() {
-                let d = state::diff(stream.state(c), &mine).unwrap_or_default();
-                panic!(
-                    "iteration {it} (seed {seed}) client {k}: state after recovery matches no \
-                     prefix of {c}..={hi} transactions (committed {c}); diff against {c}:\n{d}"
-                );
-            }
-            stats.committed_checked += expect_done.len();
-        }
+        stats.committed_checked += check_recovered(
+            &actual,
+            &log,
+            seed,
+            &format!("iteration {it} (seed {seed})"),
+        );
         stats.iterations += 1;
         crate::harness::remove_tree(&dir);
         let _ = std::fs::remove_file(&log);
@@ -370,6 +366,218 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
         stats.committed_checked
     );
     stats
+}
+
+/// Checks a recovered store's state against each client's stream: the transactions
+/// whose `on_commit` fired (read from the child's `log`) are a prefix of the valid ones,
+/// and each client's collections equal the model after some prefix at least that long.
+/// Returns how many committed transactions it checked.
+fn check_recovered(actual: &StoreState, log: &Path, seed: u64, label: &str) -> usize {
+    let committed = read_log(log);
+    let mut checked = 0;
+    for (k, done) in committed.iter().enumerate() {
+        let colls = client_colls(k);
+        let mut stream = Stream::new(client_seed(seed, k), colls.clone());
+        // on_commit fires in order: the committed transactions are a prefix of the
+        // valid ones.
+        let c = done.iter().map(|i| i + 1).max().unwrap_or(0);
+        let mut sorted = done.clone();
+        sorted.sort_unstable();
+        let expect_done: Vec<usize> = (0..c).filter(|i| stream.is_valid(*i)).collect();
+        assert_eq!(
+            sorted, expect_done,
+            "{label} client {k}: on_commit fired out of order or twice"
+        );
+        let mine = restrict(&actual, &colls);
+        let hi = (c + WINDOW * 4 + 8).min(MAX_PER_CLIENT + 1);
+        let found = (c..=hi).find(|n| *stream.state(*n) == mine);
+        if found.is_none() {
+            let d = state::diff(stream.state(c), &mine).unwrap_or_default();
+            panic!(
+                "{label} client {k}: state after recovery matches no \
+                 prefix of {c}..={hi} transactions (committed {c}); diff against {c}:\n{d}"
+            );
+        }
+        checked += expect_done.len();
+    }
+    checked
+}
+
+/// What a failpoint test covered.
+#[derive(Debug, Default, Clone)]
+pub struct FailpointStats {
+    /// Child processes run with a failpoint armed.
+    pub runs: usize,
+    /// Per failpoint, how many of its runs crashed there.
+    pub fired: std::collections::BTreeMap<&'static str, usize>,
+    /// Crashes in the middle of mkfs after which the directory read as unformatted.
+    pub unformatted: usize,
+    pub committed_checked: usize,
+}
+
+/// How a failpoint child ended: crashed at the failpoint, or not (finished, or killed
+/// by the parent after `limit`).
+fn wait_child(mut child: std::process::Child, limit: Duration) -> (bool, bool) {
+    use std::os::unix::process::ExitStatusExt as _;
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("child status") {
+            let aborted = st.signal() == Some(libc::SIGABRT);
+            assert!(
+                aborted || st.success(),
+                "failpoint child failed without reaching its failpoint: {st}"
+            );
+            return (aborted, false);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (false, true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The failpoint crash test: for every named failpoint
+/// ([`ostore_journal::failpoint::ALL`]) and each hit count in `hits`, a child process
+/// crashes exactly there (`std::process::abort`), once during mkfs and once during the
+/// kill test's concurrent workload (whose checkpoints, rotations and trims pass the
+/// journal and checkpoint points), then a second child crashes at the same point during
+/// recovery. After a crash in mkfs the directory is either detectably unformatted (mount
+/// refuses it with NotFound, and a new mkfs succeeds) or a whole, empty store. After a
+/// crash in the workload or recovery the state is checked as the kill test checks it.
+/// Call it from a `#[test]` named `test_name`.
+pub fn failpoint_test(factory: &dyn StoreFactory, test_name: &str, hits: &[u64]) -> FailpointStats {
+    use ostore_journal::failpoint;
+    maybe_child(factory);
+    assert!(
+        failpoint::ENABLED,
+        "the tests crate must build ostore-journal with its failpoints feature"
+    );
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("ostore-fail-{}-", factory.name()))
+        .tempdir()
+        .expect("scratch dir");
+    let mut stats = FailpointStats::default();
+    let limit = Duration::from_secs(3);
+    let mut it = 0u64;
+    for &point in failpoint::ALL {
+        for &n in hits {
+            it += 1;
+            let seed = 0xfa11_0000 + it;
+            let spec = format!("{point}={n}");
+            let label = format!("failpoint {spec} (seed {seed})");
+            // 1. A crash during mkfs.
+            let dir = scratch.path().join(format!("mkfs{it}"));
+            let log = scratch.path().join(format!("mkfs{it}.log"));
+            let (fired, _) = wait_child(
+                spawn_child(test_name, &dir, &log, seed, "mkfs", Some(&spec)),
+                limit,
+            );
+            stats.runs += 1;
+            if fired {
+                *stats.fired.entry(point).or_default() += 1;
+            }
+            let store = factory.create(&dir);
+            match store.mount() {
+                Ok(()) => {
+                    let st = state::capture(&*store).expect("capture");
+                    assert!(st.is_empty(), "{label}: a store after mkfs holds {st:?}");
+                    store.umount().expect("umount");
+                }
+                Err(e) => {
+                    assert!(fired, "{label}: mkfs finished but mount fails: {e}");
+                    assert_eq!(
+                        e.kind(),
+                        ErrorKind::NotFound,
+                        "{label}: a crash during mkfs must leave the directory unformatted, \
+                         or formatted; mount said: {e}"
+                    );
+                    stats.unformatted += 1;
+                    store
+                        .mkfs()
+                        .unwrap_or_else(|e| panic!("{label}: mkfs over a crashed mkfs: {e}"));
+                    store
+                        .mount()
+                        .unwrap_or_else(|e| panic!("{label}: mount after re-mkfs: {e}"));
+                    store.umount().expect("umount");
+                }
+            }
+            crate::harness::remove_tree(&dir);
+            // 2. A crash during the workload, then one during its recovery.
+            let dir = scratch.path().join(format!("work{it}"));
+            let store = factory.create(&dir);
+            store.mkfs().expect("mkfs");
+            drop(store);
+            let (fired, _) = wait_child(
+                spawn_child(test_name, &dir, &log, seed, "work", Some(&spec)),
+                limit,
+            );
+            stats.runs += 1;
+            if fired {
+                *stats.fired.entry(point).or_default() += 1;
+                let (again, _) = wait_child(
+                    spawn_child(
+                        test_name,
+                        &dir,
+                        &log,
+                        seed,
+                        "mount",
+                        Some(&format!("{point}=1")),
+                    ),
+                    limit,
+                );
+                stats.runs += 1;
+                if again {
+                    *stats.fired.entry(point).or_default() += 1;
+                }
+            }
+            let store = factory.create(&dir);
+            store
+                .mount()
+                .unwrap_or_else(|e| panic!("{label}: mount after the crash: {e}"));
+            let actual = state::capture(&*store).expect("capture");
+            store.umount().expect("umount");
+            stats.committed_checked += check_recovered(&actual, &log, seed, &label);
+            crate::harness::remove_tree(&dir);
+            let _ = std::fs::remove_file(&log);
+        }
+    }
+    eprintln!(
+        "failpoint test on {}: {} runs, {} crashes in mkfs left it unformatted, {} committed transactions verified; crashes per failpoint: {:?}",
+        factory.name(),
+        stats.runs,
+        stats.unformatted,
+        stats.committed_checked,
+        stats.fired
+    );
+    stats
+}
+
+/// Runs [`failpoint_test`] and requires every failpoint to have fired at least once.
+pub fn failpoint_recovery(factory: &dyn StoreFactory) {
+    let stats = failpoint_test(factory, "failpoint_recovery", &[1, 3]);
+    for p in ostore_journal::failpoint::ALL {
+        assert!(
+            stats.fired.get(p).copied().unwrap_or(0) > 0,
+            "failpoint {p} never fired: the test did not reach it ({stats:?})"
+        );
+    }
+    assert!(
+        stats.committed_checked > 0,
+        "no transaction was ever checked"
+    );
+}
+
+/// Expands to the failpoint crash test (`failpoint_recovery`) for one backend.
+#[macro_export]
+macro_rules! failpoint_tests {
+    ($factory:expr) => {
+        #[test]
+        fn failpoint_recovery() {
+            $crate::crash::failpoint_recovery(&$factory);
+        }
+    };
 }
 
 /// Makes stores whose every file lives on a given [`Vfs`] (a simulated disk).

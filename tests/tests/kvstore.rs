@@ -27,6 +27,7 @@ fn rocks(wal: bool) -> impl ostore_tests::StoreFactory {
 ostore_tests::conformance_tests!(rocks(false));
 ostore_tests::model_tests!(rocks(false));
 ostore_tests::kill_tests!(rocks(false));
+ostore_tests::failpoint_tests!(rocks(false));
 
 mod wal_on {
     use super::*;

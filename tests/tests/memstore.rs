@@ -26,6 +26,7 @@ fn memstore_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
 ostore_tests::conformance_tests!(memstore());
 ostore_tests::model_tests!(memstore());
 ostore_tests::kill_tests!(memstore());
+ostore_tests::failpoint_tests!(memstore());
 ostore_tests::sim_crash_tests!(memstore_on_sim());
 ostore_tests::fault_tests!(memstore_on_sim());
 
