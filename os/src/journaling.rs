@@ -43,6 +43,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ostore_journal::failpoint;
+
+use crate::scrub::{self, Quarantine, ScrubOptions, ScrubStats};
 use ostore_journal::{
     AtomicFileReader, AtomicFileWriter, Geometry, Journal, JournalOptions, MetaAction, Position,
     RealFs, ScanCallbacks, Vfs,
@@ -187,6 +189,8 @@ pub struct JournalingOptions {
     pub max_journal_bytes: u64,
     /// Apply worker threads (handles apply in parallel across them).
     pub apply_threads: usize,
+    /// The background scrubber (off by default).
+    pub scrub: ScrubOptions,
 }
 
 impl Default for JournalingOptions {
@@ -200,6 +204,7 @@ impl Default for JournalingOptions {
             checkpoint_fill_bytes: 512 << 20,
             max_journal_bytes: 1 << 30,
             apply_threads: 2,
+            scrub: ScrubOptions::default(),
         }
     }
 }
@@ -376,6 +381,8 @@ struct Shared<B: Backend> {
     ckpt_cv: Condvar,
     /// Serializes checkpoints.
     ckpt_lock: Mutex<()>,
+    /// Objects whose checksums failed on a read or a scrub.
+    quarantine: Quarantine,
 }
 
 struct Running<B: Backend> {
@@ -875,6 +882,44 @@ impl<B: Backend> JournaledStore<B> {
         })
     }
 
+    /// A read of one object: a checksum failure quarantines the object.
+    fn obj_read<T>(
+        &self,
+        ch: &CollectionHandle,
+        oid: &ObjectId,
+        f: impl FnOnce(&B) -> Result<T>,
+    ) -> Result<T> {
+        let r = self.handle_read(ch, f);
+        if let Err(e) = &r {
+            if let Ok(g) = self.mode.read() {
+                if let Mode::Mounted(run) = &*g {
+                    run.shared.note_corrupt(ch.cid(), oid, e);
+                }
+            }
+        }
+        r
+    }
+
+    /// The scrubber's counters and the quarantine size (`None` when not mounted).
+    pub fn scrub_stats(&self) -> Option<ScrubStats> {
+        match &*self.mode.read().ok()? {
+            Mode::Mounted(r) => Some(r.shared.quarantine.stats()),
+            Mode::Unmounted => None,
+        }
+    }
+
+    /// One scrub pass over the whole store, in the caller's thread and at full speed;
+    /// returns the objects it found corrupt (now quarantined).
+    pub fn scrub_now(&self) -> Result<Vec<(CollectionId, ObjectId, String)>> {
+        self.with(|r| {
+            let mut found = Vec::new();
+            r.shared.scrub_pass(&|| false, &mut |c, o, e| {
+                found.push((*c, o.clone(), e.to_string()))
+            })?;
+            Ok(found)
+        })
+    }
+
     /// Mounts and reports what replay did.
     pub fn mount_report(&self) -> Result<MountReport> {
         let mut g = self
@@ -956,6 +1001,7 @@ impl<B: Backend> JournaledStore<B> {
         let last = rp.next - 1;
         drop(rp);
 
+        let quarantine = Quarantine::load(&*self.vfs, &self.data_path)?;
         let (work_tx, work_rx) = crossbeam_channel::unbounded::<Arc<Sequencer>>();
         let (fin_tx, fin_rx) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
         let shared = Arc::new(Shared {
@@ -977,6 +1023,7 @@ impl<B: Backend> JournaledStore<B> {
             ckpt_request: Mutex::new(false),
             ckpt_cv: Condvar::new(),
             ckpt_lock: Mutex::new(()),
+            quarantine,
         });
         let journal = Arc::new(journal);
         let stop = Arc::new(Mutex::new(false));
@@ -1014,6 +1061,14 @@ impl<B: Backend> JournaledStore<B> {
             threads.push(spawn(
                 "ostore-checkpoint".into(),
                 Box::new(move || checkpoint_loop(&sh, &j, &stop)),
+            )?);
+        }
+        if self.opts.scrub.bytes_per_sec > 0 {
+            let sh = shared.clone();
+            let stop = stop.clone();
+            threads.push(spawn(
+                "ostore-scrub".into(),
+                Box::new(move || scrub_loop(&sh, &stop)),
             )?);
         }
         // Replayed state becomes the new base at once, so the journal can be trimmed.
@@ -1104,6 +1159,119 @@ impl<B: Backend> JournaledStore<B> {
             let _ = t.join();
         }
         result.and(backend_result)
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    /// Quarantines `oid` when `e` is a checksum failure, and keeps the list on disk.
+    fn note_corrupt(&self, cid: &CollectionId, oid: &ObjectId, e: &Error) {
+        if !scrub::is_corruption(e) {
+            return;
+        }
+        if self.quarantine.add(cid, oid, e.message()) {
+            tracing::error!(%cid, %oid, error = %e, "object quarantined");
+            if let Err(se) = self.quarantine.save(&*self.vfs, &self.data_path) {
+                tracing::error!(error = %se, "saving the quarantine list");
+            }
+        }
+    }
+
+    /// Reads all of one object (data, attrs, omap header and keys); the bytes read.
+    fn verify_object(&self, cid: &CollectionId, oid: &ObjectId) -> Result<u64> {
+        const CHUNK: u64 = 1 << 20;
+        let b = &self.backend;
+        let size = b.stat(cid, oid)?.size;
+        let mut off = 0;
+        while off < size {
+            let n = CHUNK.min(size - off);
+            off += b.read(cid, oid, off, n)?.len().max(1) as u64;
+        }
+        let attrs: u64 = b
+            .getattrs(cid, oid)?
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum();
+        let (header, entries) = b.omap_get(cid, oid)?;
+        let om: u64 = header.len() as u64
+            + entries
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>();
+        Ok(size + attrs + om)
+    }
+
+    /// One pass over every object; `found` gets each corrupt one (also quarantined).
+    fn scrub_pass(
+        &self,
+        stop: &dyn Fn() -> bool,
+        found: &mut dyn FnMut(&CollectionId, &ObjectId, &Error),
+    ) -> Result<()> {
+        let rate = self.opts.scrub.bytes_per_sec;
+        let start = Instant::now();
+        let mut bytes = 0u64;
+        let counters = &self.quarantine.counters;
+        for cid in self.backend.list_collections()? {
+            let mut pos = ObjectId::min();
+            let end = ObjectId::max_sentinel();
+            loop {
+                self.check()?;
+                // A collection removed while the scrubber walks it simply ends.
+                let Ok((objs, next)) = self.backend.collection_list(&cid, &pos, &end, 256) else {
+                    break;
+                };
+                for o in &objs {
+                    match self.verify_object(&cid, o) {
+                        Ok(n) => {
+                            bytes += n;
+                            counters
+                                .bytes
+                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) if scrub::is_corruption(&e) => {
+                            self.note_corrupt(&cid, o, &e);
+                            found(&cid, o, &e);
+                        }
+                        // Removed since it was listed.
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                    counters
+                        .objects
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if !scrub::pace(start, bytes, rate, stop) {
+                        return Ok(());
+                    }
+                }
+                if next.is_max() || objs.is_empty() || next <= pos {
+                    break;
+                }
+                pos = next;
+            }
+        }
+        counters
+            .passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn scrub_loop<B: Backend>(sh: &Arc<Shared<B>>, stop: &Arc<Mutex<bool>>) {
+    let stopped = || *lock(stop);
+    loop {
+        if let Err(e) = sh.scrub_pass(&stopped, &mut |_, _, _| {}) {
+            // A failed store stops scrubbing; anything else is retried next pass.
+            tracing::error!(error = %e, "scrub pass failed");
+            if sh.check().is_err() {
+                return;
+            }
+        }
+        let rested = Instant::now();
+        while rested.elapsed() < sh.opts.scrub.pass_interval {
+            if stopped() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -1316,10 +1484,10 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
         self.handle_read(ch, |b| b.exists(ch.cid(), oid))
     }
     fn stat(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<ObjectStat> {
-        self.handle_read(ch, |b| b.stat(ch.cid(), oid))
+        self.obj_read(ch, oid, |b| b.stat(ch.cid(), oid))
     }
     fn read(&self, ch: &CollectionHandle, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>> {
-        self.handle_read(ch, |b| b.read(ch.cid(), oid, off, len))
+        self.obj_read(ch, oid, |b| b.read(ch.cid(), oid, off, len))
     }
     fn fiemap(
         &self,
@@ -1328,13 +1496,13 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
         off: u64,
         len: u64,
     ) -> Result<BTreeMap<u64, u64>> {
-        self.handle_read(ch, |b| b.fiemap(ch.cid(), oid, off, len))
+        self.obj_read(ch, oid, |b| b.fiemap(ch.cid(), oid, off, len))
     }
     fn getattr(&self, ch: &CollectionHandle, oid: &ObjectId, name: &str) -> Result<Vec<u8>> {
-        self.handle_read(ch, |b| b.getattr(ch.cid(), oid, name))
+        self.obj_read(ch, oid, |b| b.getattr(ch.cid(), oid, name))
     }
     fn getattrs(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>> {
-        self.handle_read(ch, |b| b.getattrs(ch.cid(), oid))
+        self.obj_read(ch, oid, |b| b.getattrs(ch.cid(), oid))
     }
     fn list_collections(&self) -> Result<Vec<CollectionId>> {
         self.backend_read(|b| b.list_collections())
@@ -1358,13 +1526,13 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
         self.handle_read(ch, |b| b.collection_list(ch.cid(), start, end, max))
     }
     fn omap_get(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<OmapContents> {
-        self.handle_read(ch, |b| b.omap_get(ch.cid(), oid))
+        self.obj_read(ch, oid, |b| b.omap_get(ch.cid(), oid))
     }
     fn omap_get_header(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<Vec<u8>> {
-        self.handle_read(ch, |b| b.omap_get_header(ch.cid(), oid))
+        self.obj_read(ch, oid, |b| b.omap_get_header(ch.cid(), oid))
     }
     fn omap_get_keys(&self, ch: &CollectionHandle, oid: &ObjectId) -> Result<BTreeSet<OmapKey>> {
-        self.handle_read(ch, |b| b.omap_get_keys(ch.cid(), oid))
+        self.obj_read(ch, oid, |b| b.omap_get_keys(ch.cid(), oid))
     }
     fn omap_get_values(
         &self,
@@ -1372,7 +1540,7 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
         oid: &ObjectId,
         keys: &BTreeSet<OmapKey>,
     ) -> Result<BTreeMap<OmapKey, Vec<u8>>> {
-        self.handle_read(ch, |b| b.omap_get_values(ch.cid(), oid, keys))
+        self.obj_read(ch, oid, |b| b.omap_get_values(ch.cid(), oid, keys))
     }
     fn omap_check_keys(
         &self,
@@ -1380,14 +1548,14 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
         oid: &ObjectId,
         keys: &BTreeSet<OmapKey>,
     ) -> Result<BTreeSet<OmapKey>> {
-        self.handle_read(ch, |b| b.omap_check_keys(ch.cid(), oid, keys))
+        self.obj_read(ch, oid, |b| b.omap_check_keys(ch.cid(), oid, keys))
     }
     fn omap_iterator(
         &self,
         ch: &CollectionHandle,
         oid: &ObjectId,
     ) -> Result<Box<dyn OmapIterator + Send>> {
-        self.handle_read(ch, |b| b.omap_iterator(ch.cid(), oid))
+        self.obj_read(ch, oid, |b| b.omap_iterator(ch.cid(), oid))
     }
 
     fn fsck(&self, deep: bool) -> Result<FsckReport> {
@@ -1395,6 +1563,13 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             let mut rep = r.shared.backend.fsck(deep)?;
             rep.checked
                 .insert("journal_next_seq".into(), *lock(&r.submit));
+            let q = r.shared.quarantine.entries();
+            rep.checked.insert("quarantined".into(), q.len() as u64);
+            for (c, o, why) in q {
+                rep.error(format!(
+                    "{c} {o}: quarantined (a checksum failed: {why}); `repair` releases it once it reads clean"
+                ));
+            }
             Ok(rep)
         })
     }
@@ -1408,7 +1583,34 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             // Quiesce and make the applied state durable first, so a repair never races
             // an apply and never stands on state only the journal holds.
             r.shared.checkpoint(&r.journal)?;
-            r.shared.backend.repair()
+            let mut rep = r.shared.backend.repair()?;
+            let mut changed = false;
+            for (c, o, why) in r.shared.quarantine.entries() {
+                match r.shared.verify_object(&c, &o) {
+                    Ok(_) => {
+                        r.shared.quarantine.remove(&c, &o);
+                        changed = true;
+                        rep.repaired.push(format!(
+                            "{c} {o}: reads clean now, released from quarantine"
+                        ));
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        r.shared.quarantine.remove(&c, &o);
+                        changed = true;
+                        rep.repaired
+                            .push(format!("{c} {o}: gone, released from quarantine"));
+                    }
+                    Err(e) => rep.error(format!(
+                        "{c} {o}: still corrupt ({e}; first seen: {why}): rewrite or remove it"
+                    )),
+                }
+            }
+            if changed {
+                r.shared
+                    .quarantine
+                    .save(&*r.shared.vfs, &r.shared.data_path)?;
+            }
+            Ok(rep)
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod json;
 pub mod keys;
 pub mod limits;
 pub mod precheck;
+pub mod scrub;
 pub mod store;
 pub mod superblock;
 pub mod transaction;

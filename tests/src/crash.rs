@@ -65,6 +65,8 @@ pub struct Stream {
     /// by `queue_transactions` and never journaled).
     valid: Vec<bool>,
     states: Vec<StoreState>,
+    /// Whether the model applied each transaction (false: rejected by its state checks).
+    accepted: Vec<bool>,
 }
 
 impl Stream {
@@ -81,13 +83,15 @@ impl Stream {
             txns: vec![t],
             valid: vec![true],
             states,
+            accepted: vec![true],
         }
     }
 
     fn ensure(&mut self, n: usize) {
         while self.txns.len() < n {
             let t = self.gen.txn(&self.model);
-            let _ = self.model.apply(&t);
+            let ok = self.model.apply(&t).is_ok();
+            self.accepted.push(ok);
             self.valid.push(t.validate().is_ok());
             self.txns.push(t);
             self.states.push(self.model.state.clone());
@@ -103,6 +107,12 @@ impl Stream {
     pub fn is_valid(&mut self, i: usize) -> bool {
         self.ensure(i + 1);
         self.valid[i]
+    }
+
+    /// Whether the model applied transaction `i` (a rejected one changes nothing).
+    pub fn accepted(&mut self, i: usize) -> bool {
+        self.ensure(i + 1);
+        self.accepted[i]
     }
 
     /// The model state after the first `n` transactions.
@@ -309,6 +319,7 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
         .prefix(&format!("ostore-kill-{}-", factory.name()))
         .tempdir()
         .expect("scratch dir");
+    let keep = std::env::var_os("OSTORE_KILL_KEEP").map(PathBuf::from);
     let mut stats = KillStats::default();
     let mut rng = Rng::new(base);
     for it in 0..iterations {
@@ -341,6 +352,19 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
             }
             let _ = r.wait();
         }
+        // OSTORE_KILL_KEEP=DIR keeps a copy of the crashed store as recovery found it,
+        // for a post-mortem of a failing iteration (replaying it is deterministic).
+        let kept = keep.as_ref().map(|k| {
+            let to = k.join(format!("store{it}-seed{seed}"));
+            let st = Command::new("cp")
+                .arg("-a")
+                .arg(&dir)
+                .arg(&to)
+                .status()
+                .expect("cp");
+            assert!(st.success(), "copying {} failed", dir.display());
+            to
+        });
         let store = factory.create(&dir);
         store
             .mount()
@@ -354,6 +378,9 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
             &format!("iteration {it} (seed {seed})"),
         );
         stats.iterations += 1;
+        if let Some(k) = kept {
+            crate::harness::remove_tree(&k);
+        }
         crate::harness::remove_tree(&dir);
         let _ = std::fs::remove_file(&log);
     }

@@ -80,8 +80,10 @@ fn flipped_data_bytes_are_corrupt_never_wrong_bytes() {
         report.errors.iter().any(|e| e.contains("checksum")),
         "{report:?}"
     );
-    // A shallow fsck does not read data.
-    assert!(s.store().fsck(false).unwrap().is_clean());
+    // A shallow fsck reads no data, but the failed reads quarantined the object.
+    let r = s.store().fsck(false).unwrap();
+    assert_eq!(r.checked["quarantined"], 1, "{r:?}");
+    assert!(r.errors.iter().all(|e| e.contains("quarantined")), "{r:?}");
 }
 
 #[test]
@@ -369,4 +371,95 @@ fn crash_with_transactions_in_flight_recovers() {
             }
         }
     }
+}
+
+/// Applies `txns` one by one (checkpointing after the first `checkpoint_after`), then
+/// remounts so replay redoes the rest over the state they produced: the state must not
+/// change.
+fn replay_txns_over_applied(txns: Vec<Transaction>, checkpoint_after: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut jo = JournalingOptions::small();
+    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
+    jo.checkpoint_fill_bytes = 1 << 40;
+    jo.max_journal_bytes = 1 << 40;
+    let store = filestore(dir.path(), jo.clone(), opts());
+    store.mkfs().unwrap();
+    store.mount().unwrap();
+    let ch = store
+        .create_new_collection(&CollectionId::pg(7, 0))
+        .unwrap();
+    for (i, t) in txns.into_iter().enumerate() {
+        if i == checkpoint_after && i > 0 {
+            store.checkpoint_now().unwrap();
+        }
+        store
+            .apply_transaction(&ch, t)
+            .unwrap_or_else(|e| panic!("transaction {i}: {e}"));
+    }
+    let before = ostore_tests::state::capture(&store).unwrap();
+    drop(store);
+    let store = filestore(dir.path(), jo, opts());
+    let rep = store.mount_report().unwrap();
+    assert!(rep.replayed > 0, "nothing was replayed: {rep:?}");
+    let after = ostore_tests::state::capture(&store).unwrap();
+    assert!(
+        before == after,
+        "replay over the applied state changed it:\n{}",
+        ostore_tests::state::diff(&before, &after).unwrap_or_default()
+    );
+    let r = store.fsck(true).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    store.umount().unwrap();
+}
+
+/// Found by the kill test: a legacy split (which creates its destination) judged done on
+/// replay, because its source carries a later guard, must still make the destination
+/// again when a later op removed it; otherwise replayed moves into it are lost and leave
+/// stale copies behind in their source.
+#[test]
+fn replay_remakes_the_destination_of_a_done_legacy_split() {
+    use ostore_os::Op;
+    let s = CollectionId::temp(7, 0);
+    let b = CollectionId::pg(7, 1);
+    let c = CollectionId::pg(7, 2);
+    let x = ObjectId::new(7, "x");
+    let y = ObjectId::new(7, "y");
+    let mut t1 = Transaction::new();
+    t1.create_collection(&s, 0).write(&s, &y, 0, vec![1; 100]);
+    // The legacy split: creates `b` and moves everything (bits 0) into it.
+    let t2 = Transaction::from_ops(vec![Op::SplitCollection {
+        cid: s,
+        bits: 0,
+        rem: 0,
+        dest: b,
+    }]);
+    // A later guarded op on the source.
+    let mut t3 = Transaction::new();
+    t3.create_collection(&c, 0).split_collection(&s, 0, 0, &c);
+    // A write into the source, moved into the split's destination.
+    let mut t4 = Transaction::new();
+    t4.write(&s, &x, 0, vec![2; 300])
+        .collection_move_rename(&s, &x, &b, &x);
+    // The destination goes away.
+    let mut t5 = Transaction::new();
+    t5.remove(&b, &x).remove(&b, &y).remove_collection(&b);
+    replay_txns_over_applied(vec![t1, t2, t3, t4, t5], 0);
+}
+
+/// A cross-collection move whose destination collection (made before the checkpoint, so
+/// replay does not make it again) a later op removed: on replay the move counts as done,
+/// and the copy of its source re-made by replay goes.
+#[test]
+fn replay_of_a_move_into_a_removed_collection_leaves_no_stale_source() {
+    let s = CollectionId::pg(7, 0);
+    let d = CollectionId::pg(7, 1);
+    let x = ObjectId::new(7, "x");
+    let mut t1 = Transaction::new();
+    t1.create_collection(&s, 0).create_collection(&d, 0);
+    let mut t2 = Transaction::new();
+    t2.write(&s, &x, 0, vec![3; 5000])
+        .collection_move_rename(&s, &x, &d, &x);
+    let mut t3 = Transaction::new();
+    t3.remove(&d, &x).remove_collection(&d);
+    replay_txns_over_applied(vec![t1, t2, t3], 1);
 }

@@ -100,8 +100,100 @@ fn a_strip_whose_checksum_fails_is_corrupt_never_wrong_bytes() {
         r.errors.iter().any(|e| e.contains("checksum")),
         "deep fsck missed the bad strip: {r:?}"
     );
-    // A shallow fsck does not read strips.
-    assert!(s.store().fsck(false).unwrap().is_clean());
+    // The reads that failed quarantined the object: even a shallow fsck, which reads
+    // no strips, reports it, and it stays reported after a restart.
+    let quarantined = |s: &ostore_tests::TestStore<'_>| {
+        let r = s.store().fsck(false).unwrap();
+        r.errors
+            .iter()
+            .any(|e| e.contains("quarantined") && e.contains("victim"))
+    };
+    assert!(quarantined(&s));
+    s.umount();
+    s.mount();
+    assert!(quarantined(&s));
+    // Repair cannot mend the bytes (no replica), so the object stays quarantined...
+    let r = s.store().repair().unwrap();
+    assert!(
+        r.errors.iter().any(|e| e.contains("still corrupt")),
+        "{r:?}"
+    );
+    assert!(quarantined(&s));
+    // ...until it is rewritten: then repair releases it and fsck is clean again.
+    let mut t = Transaction::new();
+    t.write(&c, &o, 0, data.clone());
+    s.apply_ok(t);
+    let r = s.store().repair().unwrap();
+    assert!(r.repaired.iter().any(|e| e.contains("released")), "{r:?}");
+    assert!(s.store().fsck(true).unwrap().is_clean());
+}
+
+fn scrubbing(bytes_per_sec: u64) -> impl ostore_tests::StoreFactory {
+    ostore_tests::factory("kvstore-scrub", move |dir| {
+        let mut j = JournalingOptions::small();
+        j.scrub = ostore_os::scrub::ScrubOptions {
+            bytes_per_sec,
+            pass_interval: std::time::Duration::from_millis(100),
+        };
+        Arc::new(kvstore(dir, j, KvStoreOptions::default())) as Arc<dyn ObjectStore>
+    })
+}
+
+#[test]
+fn the_scrubber_finds_and_quarantines_a_bad_strip_nobody_reads() {
+    let f = scrubbing(64 << 20);
+    let mut s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    for i in 0..20 {
+        let mut t = Transaction::new();
+        t.write(
+            &c,
+            &ObjectId::new(1, format!("o{i}")),
+            0,
+            vec![i as u8; 20_000],
+        );
+        s.apply_ok(t);
+    }
+    let victim = ObjectId::new(1, "o13");
+    s.umount();
+    {
+        let db = open_db(s.path());
+        let h = header_of(&db, &c, &victim);
+        let k = layout::strip_key(h.nid, 1);
+        let mut v = db.get(&k).unwrap().expect("strip 1");
+        v[7] ^= 0x80;
+        let mut b = WriteBatch::new();
+        b.set(k, v);
+        db.commit(&b, false).unwrap();
+        db.flush().unwrap();
+    }
+    s.mount();
+    // No client reads anything: only the scrubber can find it. Wait for it (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let report = loop {
+        let r = s.store().fsck(false).unwrap();
+        if r.checked.get("quarantined").copied().unwrap_or(0) > 0 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scrubber never quarantined the damaged object: {r:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(report.checked["quarantined"], 1, "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("o13") && e.contains("quarantined")),
+        "{report:?}"
+    );
+    // Only the damaged object: every other one reads back intact.
+    for i in (0..20).filter(|i| *i != 13) {
+        let o = ObjectId::new(1, format!("o{i}"));
+        assert_eq!(s.read(&c, &o, 0, 0).unwrap(), vec![i as u8; 20_000]);
+    }
 }
 
 #[test]

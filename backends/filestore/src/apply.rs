@@ -1045,7 +1045,11 @@ impl Mounted {
                 Ok(m.coll_guard(c)?.is_some_and(|g| g.pos > pos))
             };
             let src_later = later(self, oc)? || self.obj_later(oc, oo, pos)?;
-            let done = later(self, nc)? || self.obj_guard(nc, no)?.is_some_and(|g| g.covers(pos));
+            // The first apply found the destination collection (its checks passed), so
+            // one that is missing now was removed by a later op: the move was done.
+            let done = !self.colls.contains_key(nc)
+                || later(self, nc)?
+                || self.obj_guard(nc, no)?.is_some_and(|g| g.covers(pos));
             if done {
                 // Done before the crash; a copy of the source made by replaying earlier
                 // ops must go (Ceph's out_rm_src), unless it is a later incarnation.
@@ -1184,6 +1188,16 @@ impl Mounted {
         legacy: bool,
     ) -> Result<()> {
         let mut resume = false;
+        // The legacy split makes its destination, and later ops of the replay act on it
+        // as they did the first time; when the split needs no redoing but the
+        // destination is missing, a later op removed it (which the replay redoes too):
+        // make it again, empty and guarded at this op.
+        let remake_dest = |m: &mut Self| -> Result<()> {
+            if legacy && !m.colls.contains_key(dest) {
+                m.mkcoll(pos, true, dest, bits, false)?;
+            }
+            Ok(())
+        };
         if replay {
             let gs = self.coll_guard(cid)?;
             // Done when either side says so (the source may be a copy re-made by
@@ -1191,6 +1205,23 @@ impl Mounted {
             if gs.is_some_and(|g| g.covers(pos))
                 || self.coll_guard(dest)?.is_some_and(|g| g.covers(pos))
             {
+                return remake_dest(self);
+            }
+            if !legacy && !self.colls.contains_key(dest) && self.colls.contains_key(cid) {
+                // The destination existed at the first apply and was removed since, with
+                // what this op moved into it. Copies of those objects re-made in the
+                // source by replaying earlier ops must go; later incarnations stay.
+                let stale: Vec<ObjectId> = self
+                    .list(cid)?
+                    .iter()
+                    .filter(|o| o.matches(bits, rem))
+                    .cloned()
+                    .collect();
+                for o in &stale {
+                    if !self.obj_later(cid, o, pos)? {
+                        self.remove_obj(cid, o)?;
+                    }
+                }
                 return Ok(());
             }
             resume = gs
@@ -1200,7 +1231,7 @@ impl Mounted {
                 });
         }
         if !self.colls.contains_key(cid) {
-            return Ok(());
+            return if replay { remake_dest(self) } else { Ok(()) };
         }
         self.split_now(pos, cid, bits, rem, dest, legacy, resume)
     }
