@@ -15,6 +15,7 @@ pub mod attrs;
 pub mod clone;
 pub mod collections;
 pub mod data;
+pub mod limits;
 pub mod listing;
 pub mod names;
 pub mod omap;
@@ -97,6 +98,8 @@ macro_rules! conformance_tests {
             names::long_names_up_to_the_limit,
             names::ids_differing_only_by_key_namespace_snap,
             names::invalid_ids_are_rejected,
+            limits::every_limit_at_its_edges,
+            limits::object_size_limit_at_its_edges,
             remount::remount_preserves_everything,
             remount::remount_keeps_removals,
             remount::remount_twice_with_writes_between,
