@@ -415,7 +415,7 @@ fn check_recovered(actual: &StoreState, log: &Path, seed: u64, label: &str) -> u
             sorted, expect_done,
             "{label} client {k}: on_commit fired out of order or twice"
         );
-        let mine = restrict(&actual, &colls);
+        let mine = restrict(actual, &colls);
         let hi = (c + WINDOW * 4 + 8).min(MAX_PER_CLIENT + 1);
         let found = (c..=hi).find(|n| *stream.state(*n) == mine);
         if found.is_none() {
@@ -477,10 +477,12 @@ fn wait_child(mut child: std::process::Child, limit: Duration) -> (bool, bool) {
 pub fn failpoint_test(factory: &dyn StoreFactory, test_name: &str, hits: &[u64]) -> FailpointStats {
     use ostore_journal::failpoint;
     maybe_child(factory);
-    assert!(
-        failpoint::ENABLED,
-        "the tests crate must build ostore-journal with its failpoints feature"
-    );
+    const {
+        assert!(
+            failpoint::ENABLED,
+            "the tests crate must build ostore-journal with its failpoints feature"
+        )
+    };
     let scratch = tempfile::Builder::new()
         .prefix(&format!("ostore-fail-{}-", factory.name()))
         .tempdir()

@@ -15,13 +15,16 @@ use super::{coll, oid, pattern, setup, txn};
 use crate::harness::{StoreFactory, TestStore};
 use crate::state::assert_kind;
 
+/// Checks that what a transaction stored at a length reads back exactly.
+type Check = Box<dyn Fn(&TestStore<'_>, u64)>;
+
 /// One limit: how to build a transaction at a length, and how to check it read back.
 struct Edge {
     what: &'static str,
     limit: u64,
     over: ErrorKind,
     make: Box<dyn Fn(u64) -> Transaction>,
-    check: Box<dyn Fn(&TestStore<'_>, u64)>,
+    check: Check,
 }
 
 fn name_obj(n: u64) -> ObjectId {
