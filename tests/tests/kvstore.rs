@@ -63,6 +63,26 @@ fn header_of(db: &RocksDb, c: &CollectionId, o: &ObjectId) -> Header {
     .unwrap()
 }
 
+/// Flips `mask` in byte `at` of strip `strip` of an object of the umounted store.
+fn flip_strip_bits(
+    dir: &std::path::Path,
+    c: &CollectionId,
+    o: &ObjectId,
+    strip: u64,
+    at: usize,
+    mask: u8,
+) {
+    let db = open_db(dir);
+    let h = header_of(&db, c, o);
+    let k = layout::strip_key(h.nid, strip);
+    let mut v = db.get(&k).unwrap().expect("the strip");
+    v[at] ^= mask;
+    let mut b = WriteBatch::new();
+    b.set(k, v);
+    db.commit(&b, false).unwrap();
+    db.flush().unwrap();
+}
+
 #[test]
 fn a_strip_whose_checksum_fails_is_corrupt_never_wrong_bytes() {
     let f = rocks(false);
@@ -75,17 +95,7 @@ fn a_strip_whose_checksum_fails_is_corrupt_never_wrong_bytes() {
     s.apply_ok(t);
     assert!(s.store().fsck(true).unwrap().is_clean());
     s.umount();
-    {
-        let db = open_db(s.path());
-        let h = header_of(&db, &c, &o);
-        let k = layout::strip_key(h.nid, 2);
-        let mut v = db.get(&k).unwrap().expect("strip 2");
-        v[100] ^= 0x04;
-        let mut b = WriteBatch::new();
-        b.set(k, v);
-        db.commit(&b, false).unwrap();
-        db.flush().unwrap();
-    }
+    flip_strip_bits(s.path(), &c, &o, 2, 100, 0x04);
     s.mount();
     let ch = s.ch(&c);
     let e = s.store().read(&ch, &o, 0, 0).unwrap_err();
@@ -156,17 +166,7 @@ fn the_scrubber_finds_and_quarantines_a_bad_strip_nobody_reads() {
     }
     let victim = ObjectId::new(1, "o13");
     s.umount();
-    {
-        let db = open_db(s.path());
-        let h = header_of(&db, &c, &victim);
-        let k = layout::strip_key(h.nid, 1);
-        let mut v = db.get(&k).unwrap().expect("strip 1");
-        v[7] ^= 0x80;
-        let mut b = WriteBatch::new();
-        b.set(k, v);
-        db.commit(&b, false).unwrap();
-        db.flush().unwrap();
-    }
+    flip_strip_bits(s.path(), &c, &victim, 1, 7, 0x80);
     s.mount();
     // No client reads anything: only the scrubber can find it. Wait for it (bounded).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
