@@ -865,6 +865,14 @@ impl<B: Backend> JournaledStore<B> {
     /// write (FileStore flushed its sequencer before list and empty; we do it for all
     /// reads). Transactions still in flight to the journal are not waited for.
     fn handle_read<T>(&self, ch: &CollectionHandle, f: impl FnOnce(&B) -> Result<T>) -> Result<T> {
+        self.handle_read_shared(ch, |sh| f(&sh.backend))
+    }
+
+    fn handle_read_shared<T>(
+        &self,
+        ch: &CollectionHandle,
+        f: impl FnOnce(&Shared<B>) -> Result<T>,
+    ) -> Result<T> {
         self.with(|r| {
             if let Some(sq) = ch.backend::<Sequencer>() {
                 let mut q = lock(&sq.queue);
@@ -878,7 +886,7 @@ impl<B: Backend> JournaledStore<B> {
                         .0;
                 }
             }
-            f(&r.shared.backend)
+            f(&r.shared)
         })
     }
 
@@ -889,15 +897,13 @@ impl<B: Backend> JournaledStore<B> {
         oid: &ObjectId,
         f: impl FnOnce(&B) -> Result<T>,
     ) -> Result<T> {
-        let r = self.handle_read(ch, f);
-        if let Err(e) = &r {
-            if let Ok(g) = self.mode.read() {
-                if let Mode::Mounted(run) = &*g {
-                    run.shared.note_corrupt(ch.cid(), oid, e);
-                }
+        self.handle_read_shared(ch, |sh| {
+            let r = f(&sh.backend);
+            if let Err(e) = &r {
+                sh.note_corrupt(ch.cid(), oid, e);
             }
-        }
-        r
+            r
+        })
     }
 
     /// The scrubber's counters and the quarantine size (`None` when not mounted).
@@ -906,18 +912,6 @@ impl<B: Backend> JournaledStore<B> {
             Mode::Mounted(r) => Some(r.shared.quarantine.stats()),
             Mode::Unmounted => None,
         }
-    }
-
-    /// One scrub pass over the whole store, in the caller's thread and at full speed;
-    /// returns the objects it found corrupt (now quarantined).
-    pub fn scrub_now(&self) -> Result<Vec<(CollectionId, ObjectId, String)>> {
-        self.with(|r| {
-            let mut found = Vec::new();
-            r.shared.scrub_pass(&|| false, &mut |c, o, e| {
-                found.push((*c, o.clone(), e.to_string()))
-            })?;
-            Ok(found)
-        })
     }
 
     /// Mounts and reports what replay did.
@@ -1200,12 +1194,8 @@ impl<B: Backend> Shared<B> {
         Ok(size + attrs + om)
     }
 
-    /// One pass over every object; `found` gets each corrupt one (also quarantined).
-    fn scrub_pass(
-        &self,
-        stop: &dyn Fn() -> bool,
-        found: &mut dyn FnMut(&CollectionId, &ObjectId, &Error),
-    ) -> Result<()> {
+    /// One pass over every object, quarantining each corrupt one.
+    fn scrub_pass(&self, stop: &dyn Fn() -> bool) -> Result<()> {
         let rate = self.opts.scrub.bytes_per_sec;
         let start = Instant::now();
         let mut bytes = 0u64;
@@ -1227,10 +1217,7 @@ impl<B: Backend> Shared<B> {
                                 .bytes
                                 .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                         }
-                        Err(e) if scrub::is_corruption(&e) => {
-                            self.note_corrupt(&cid, o, &e);
-                            found(&cid, o, &e);
-                        }
+                        Err(e) if scrub::is_corruption(&e) => self.note_corrupt(&cid, o, &e),
                         // Removed since it was listed.
                         Err(e) if e.kind() == ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
@@ -1258,7 +1245,7 @@ impl<B: Backend> Shared<B> {
 fn scrub_loop<B: Backend>(sh: &Arc<Shared<B>>, stop: &Arc<Mutex<bool>>) {
     let stopped = || *lock(stop);
     loop {
-        if let Err(e) = sh.scrub_pass(&stopped, &mut |_, _, _| {}) {
+        if let Err(e) = sh.scrub_pass(&stopped) {
             // A failed store stops scrubbing; anything else is retried next pass.
             tracing::error!(error = %e, "scrub pass failed");
             if sh.check().is_err() {

@@ -24,13 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ostore_journal::vfs::read_full_at;
-use ostore_journal::{OpenMode, Vfs};
+use ostore_journal::Vfs;
 
 use crate::codec::{frame, unframe, Decoder, Encoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{CollectionId, ObjectId};
-use crate::superblock::write_file_atomic;
+use crate::superblock::{read_file, write_file_atomic};
 use crate::transaction::{decode_collection, decode_object, encode_collection, encode_object};
 
 const MAGIC: [u8; 4] = *b"OSQU";
@@ -92,21 +91,11 @@ impl Quarantine {
     pub fn load(vfs: &dyn Vfs, dir: &Path) -> Result<Quarantine> {
         let q = Quarantine::default();
         let path = dir.join(FILE_NAME);
-        let f = match vfs.open(&path, OpenMode::Read) {
-            Ok(f) => f,
+        let buf = match read_file(vfs, &path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(q),
-            Err(e) => return Err(Error::from(e).context(format!("opening {}", path.display()))),
+            Err(e) => return Err(Error::from(e).context(format!("reading {}", path.display()))),
         };
-        let len = f.len().map_err(Error::from)?;
-        if len > 64 << 20 {
-            return Err(Error::corrupt(format!(
-                "{}: {len} bytes is too large for a quarantine list",
-                path.display()
-            )));
-        }
-        let mut buf = vec![0u8; len as usize];
-        let n = read_full_at(&*f, &mut buf, 0).map_err(Error::from)?;
-        buf.truncate(n);
         *lock(&q.list) = decode(&buf).map_err(|e| e.context(format!("{}", path.display())))?;
         Ok(q)
     }
