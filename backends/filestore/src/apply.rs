@@ -1211,13 +1211,7 @@ impl Mounted {
                 // The destination existed at the first apply and was removed since, with
                 // what this op moved into it. Copies of those objects re-made in the
                 // source by replaying earlier ops must go; later incarnations stay.
-                let stale: Vec<ObjectId> = self
-                    .list(cid)?
-                    .iter()
-                    .filter(|o| o.matches(bits, rem))
-                    .cloned()
-                    .collect();
-                for o in &stale {
+                for o in &self.matching(cid, bits, rem)? {
                     if !self.obj_later(cid, o, pos)? {
                         self.remove_obj(cid, o)?;
                     }
@@ -1234,6 +1228,16 @@ impl Mounted {
             return if replay { remake_dest(self) } else { Ok(()) };
         }
         self.split_now(pos, cid, bits, rem, dest, legacy, resume)
+    }
+
+    /// The objects of `cid` a split by (`bits`, `rem`) moves.
+    fn matching(&self, cid: &CollectionId, bits: u32, rem: u32) -> Result<Vec<ObjectId>> {
+        Ok(self
+            .list(cid)?
+            .iter()
+            .filter(|o| o.matches(bits, rem))
+            .cloned()
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1257,13 +1261,7 @@ impl Mounted {
         }
         self.set_coll_guard(dest, pos, true, false)?;
         self.set_coll_guard(cid, pos, true, false)?;
-        let moving: Vec<ObjectId> = self
-            .list(cid)?
-            .iter()
-            .filter(|o| o.matches(bits, rem))
-            .cloned()
-            .collect();
-        for o in &moving {
+        for o in &self.matching(cid, bits, rem)? {
             self.move_file(cid, o, dest, o)?;
         }
         self.set_bits(cid, bits)?;
