@@ -89,14 +89,12 @@ mod imp {
     }
 
     pub(super) fn hit(name: &str) -> Option<Action> {
-        static ENV_READ: AtomicBool = AtomicBool::new(false);
-        if !ENV_READ.swap(true, Ordering::Relaxed) {
-            let _ = table();
-        }
+        // The first call builds the table, which reads OSTORE_FAILPOINTS and arms.
+        let t = table();
         if !ARMED.load(Ordering::Relaxed) {
             return None;
         }
-        let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
         let e = t.get_mut(name)?;
         e.0 += 1;
         if e.0 == e.1 {
