@@ -219,6 +219,14 @@ pub fn applied_key(seq: u64) -> Vec<u8> {
     k
 }
 
+/// The seq of an [`applied_key`]; `None` for a key of another shape.
+pub fn applied_seq(k: &[u8]) -> Option<u64> {
+    match k {
+        [P_APPLIED, rest @ ..] => rest.try_into().ok().map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
 pub fn coll_key(c: &CollectionId) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + COLLECTION_KEY_LEN);
     k.push(P_COLL);
@@ -369,6 +377,15 @@ mod tests {
             assert!(decode_strip(&b, 1, 2).is_err());
         }
         assert!(decode_strip(&v[..3], 1, 2).is_err());
+    }
+
+    #[test]
+    fn applied_keys_round_trip() {
+        for seq in [0u64, 1, 1 << 40, u64::MAX] {
+            assert_eq!(applied_seq(&applied_key(seq)), Some(seq));
+        }
+        assert_eq!(applied_seq(&applied_key(7)[..8]), None);
+        assert_eq!(applied_seq(&[P_DATA; 9]), None);
     }
 
     #[test]

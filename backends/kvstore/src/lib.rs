@@ -390,10 +390,7 @@ impl Backend for KvBackend {
         // the entries replay may meet again.
         let mut found = HashMap::new();
         for (k, v) in Self::scan(&*db, vec![layout::P_APPLIED], vec![layout::P_APPLIED + 1])? {
-            let seq = k
-                .get(1..9)
-                .filter(|_| k.len() == 9)
-                .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+            let seq = layout::applied_seq(&k)
                 .ok_or_else(|| Error::corrupt("applied marker key has a bad length"))?;
             found.insert(seq, layout::decode_u64(&v, "applied marker")?);
         }
