@@ -35,7 +35,7 @@
 //! rejection), puts the store in a failed state: every later call returns ESHUTDOWN and
 //! nothing more is acknowledged. Remount recovers from the journal.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use ostore_journal::failpoint;
 
+use crate::sched::{self, Scheduler};
 use crate::scrub::{self, Quarantine, ScrubOptions, ScrubStats};
 use ostore_journal::{
     AtomicFileReader, AtomicFileWriter, Geometry, Journal, JournalOptions, MetaAction, Position,
@@ -319,49 +320,13 @@ pub fn read_checkpoint(vfs: &dyn Vfs, data_path: &Path) -> Result<u64> {
 /// A callback run on the finisher thread.
 type Task = Box<dyn FnOnce() + Send>;
 
-struct Pending {
-    seq: u64,
+/// What an entry carries to its apply.
+struct Entry {
     txns: Vec<Transaction>,
     on_applied: Option<crate::store::Callback>,
 }
 
-#[derive(Default)]
-struct SeqQueue {
-    q: VecDeque<Pending>,
-    scheduled: bool,
-    /// Highest seq made durable and queued here for apply.
-    queued: u64,
-    /// Highest seq of this handle applied.
-    applied: u64,
-}
-
-/// Per-handle sequencer: a FIFO of durable entries waiting to apply.
-#[derive(Default)]
-struct Sequencer {
-    queue: Mutex<SeqQueue>,
-    /// Signalled when `applied` advances.
-    applied_cv: Condvar,
-}
-
-#[derive(Default)]
-struct ApplyState {
-    /// Workers may not start entries above this (a checkpoint is cutting).
-    hold_above: Option<u64>,
-    /// Durable entries not applied yet.
-    unapplied: BTreeSet<u64>,
-    running: usize,
-    /// Highest seq made durable by the journal (delivered in order).
-    durable: u64,
-    /// Highest seq queued for apply (== `durable` in writeahead mode; in parallel mode
-    /// entries are queued before they are durable).
-    queued_max: u64,
-    /// Highest seq a checkpoint covered.
-    checkpointed: u64,
-    /// Sequencers whose next entry is above `hold_above`: set aside (still marked
-    /// scheduled) until the hold is released, so no apply worker sits blocked on them
-    /// while another sequencer still has entries below the cut.
-    parked: Vec<Arc<Sequencer>>,
-}
+type Sequencer = sched::Sequencer<Entry>;
 
 struct Shared<B: Backend> {
     backend: B,
@@ -369,8 +334,7 @@ struct Shared<B: Backend> {
     vfs: Arc<dyn Vfs>,
     opts: JournalingOptions,
     failed: Mutex<Option<Error>>,
-    apply: Mutex<ApplyState>,
-    apply_cv: Condvar,
+    sched: Scheduler<Entry>,
     /// Seq -> volume its entry starts in, for entries not yet checkpointed.
     volumes: Mutex<BTreeMap<u64, u64>>,
     /// Taken at shutdown, which disconnects the workers (they hold `Shared` too, so
@@ -444,7 +408,7 @@ impl<B: Backend> Shared<B> {
             *f = Some(e.clone());
         }
         drop(f);
-        self.apply_cv.notify_all();
+        self.sched.fail();
     }
 
     fn finish(&self, f: Box<dyn FnOnce() + Send>) {
@@ -462,20 +426,23 @@ impl<B: Backend> Shared<B> {
 
     /// Queues a journaled entry for apply on its handle (writeahead: once durable;
     /// parallel: as soon as it is appended).
-    fn enqueue(&self, seq_q: &Arc<Sequencer>, p: Pending) {
-        {
-            let mut a = lock(&self.apply);
-            a.queued_max = a.queued_max.max(p.seq);
-            a.unapplied.insert(p.seq);
+    fn enqueue(&self, seq_q: &Arc<Sequencer>, seq: u64, e: Entry) {
+        if self.sched.enqueue(seq_q, seq, e) {
+            self.dispatch(seq_q.clone());
         }
-        let mut q = lock(&seq_q.queue);
-        q.queued = q.queued.max(p.seq);
-        q.q.push_back(p);
-        if !q.scheduled {
-            q.scheduled = true;
-            if let Some(tx) = &*lock(&self.work_tx) {
-                let _ = tx.send(seq_q.clone());
+    }
+
+    /// Hands a sequencer to an apply worker; during shutdown (no workers), drains it
+    /// on this thread.
+    fn dispatch(&self, sq: Arc<Sequencer>) {
+        let tx = lock(&self.work_tx).clone();
+        match tx {
+            Some(tx) => {
+                if let Err(e) = tx.send(sq) {
+                    self.drain(&e.into_inner());
+                }
             }
+            None => self.drain(&sq),
         }
     }
 
@@ -485,22 +452,18 @@ impl<B: Backend> Shared<B> {
         &self,
         seq_q: &Arc<Sequencer>,
         seq: u64,
-        p: Option<Pending>,
+        p: Option<Entry>,
         on_commit: Option<crate::store::Callback>,
         r: Result<()>,
     ) {
         match r {
             Ok(()) => {
-                {
-                    let mut a = lock(&self.apply);
-                    a.durable = a.durable.max(seq);
-                }
-                self.apply_cv.notify_all();
+                self.sched.note_durable(seq);
                 if let Some(cb) = on_commit {
                     self.finish(Box::new(move || cb(Ok(()))));
                 }
                 if let Some(p) = p {
-                    self.enqueue(seq_q, p);
+                    self.enqueue(seq_q, seq, p);
                 }
             }
             Err(e) => {
@@ -518,40 +481,10 @@ impl<B: Backend> Shared<B> {
 
     /// Apply worker: drains one sequencer in order.
     fn drain(&self, sq: &Arc<Sequencer>) {
-        loop {
-            let p = {
-                let mut q = lock(&sq.queue);
-                match q.q.pop_front() {
-                    Some(p) => p,
-                    None => {
-                        q.scheduled = false;
-                        return;
-                    }
-                }
-            };
-            {
-                let mut a = lock(&self.apply);
-                if a.hold_above.is_some_and(|h| p.seq > h) && lock(&self.failed).is_none() {
-                    // Waiting here could take the last free worker from a sequencer whose
-                    // entries the checkpoint is waiting for (a deadlock with few workers).
-                    lock(&sq.queue).q.push_front(p);
-                    a.parked.push(sq.clone());
-                    return;
-                }
-                a.running += 1;
-            }
-            let outcome = self.apply_entry(p.seq, &p.txns);
-            {
-                let mut a = lock(&self.apply);
-                a.running -= 1;
-                a.unapplied.remove(&p.seq);
-            }
-            self.apply_cv.notify_all();
-            if self.check().is_ok() {
-                lock(&sq.queue).applied = p.seq;
-                sq.applied_cv.notify_all();
-            }
-            if let Some(cb) = p.on_applied {
+        while let Some(p) = self.sched.next(sq) {
+            let outcome = self.apply_entry(p.seq, &p.payload.txns);
+            self.sched.finish(sq, p.seq);
+            if let Some(cb) = p.payload.on_applied {
                 self.finish(Box::new(move || cb(outcome)));
             }
         }
@@ -582,16 +515,11 @@ impl<B: Backend> Shared<B> {
     fn checkpoint(&self, journal: &Journal) -> Result<u64> {
         let _serial = lock(&self.ckpt_lock);
         self.check()?;
-        let cp = {
-            let mut a = lock(&self.apply);
-            let cp = a.queued_max;
-            a.hold_above = Some(cp);
-            while (a.running > 0 || a.unapplied.first().is_some_and(|s| *s <= cp))
-                && lock(&self.failed).is_none()
-            {
-                a = self.apply_cv.wait(a).unwrap_or_else(|e| e.into_inner());
-            }
-            cp
+        let Some(cp) = self.sched.hold() else {
+            self.release_hold();
+            return Err(self.check().err().unwrap_or_else(|| {
+                Error::failed("checkpoint interrupted by a failure".to_string())
+            }));
         };
         // A backend that captured the cut (MemStore clones its state) lets applies go on
         // while it makes the capture durable.
@@ -602,8 +530,7 @@ impl<B: Backend> Shared<B> {
         }
         let r = captured.and_then(|_| self.checkpoint_at(journal, cp));
         if r.is_ok() {
-            let mut a = lock(&self.apply);
-            a.checkpointed = a.checkpointed.max(cp);
+            self.sched.mark_checkpointed(cp);
         }
         self.release_hold();
         if let Err(e) = &r {
@@ -614,26 +541,8 @@ impl<B: Backend> Shared<B> {
 
     /// Lets applies above a checkpoint's cut go on, rescheduling parked sequencers.
     fn release_hold(&self) {
-        let parked = {
-            let mut a = lock(&self.apply);
-            a.hold_above = None;
-            std::mem::take(&mut a.parked)
-        };
-        self.apply_cv.notify_all();
-        if parked.is_empty() {
-            return;
-        }
-        let tx = lock(&self.work_tx).clone();
-        for sq in parked {
-            match &tx {
-                Some(tx) => {
-                    if let Err(e) = tx.send(sq) {
-                        self.drain(&e.into_inner());
-                    }
-                }
-                // Shutting down: apply what is left on this thread.
-                None => self.drain(&sq),
-            }
+        for sq in self.sched.release() {
+            self.dispatch(sq);
         }
     }
 
@@ -875,15 +784,8 @@ impl<B: Backend> JournaledStore<B> {
     ) -> Result<T> {
         self.with(|r| {
             if let Some(sq) = ch.backend::<Sequencer>() {
-                let mut q = lock(&sq.queue);
-                let target = q.queued;
-                while q.applied < target {
+                if !r.shared.sched.wait_applied(sq) {
                     r.shared.check()?;
-                    q = sq
-                        .applied_cv
-                        .wait_timeout(q, Duration::from_millis(20))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
                 }
             }
             f(&r.shared)
@@ -1004,13 +906,7 @@ impl<B: Backend> JournaledStore<B> {
             vfs: self.vfs.clone(),
             opts: self.opts.clone(),
             failed: Mutex::new(None),
-            apply: Mutex::new(ApplyState {
-                durable: last,
-                queued_max: last,
-                checkpointed: durable,
-                ..Default::default()
-            }),
-            apply_cv: Condvar::new(),
+            sched: Scheduler::new(last, durable),
             volumes: Mutex::new(volumes),
             work_tx: Mutex::new(Some(work_tx)),
             finisher_tx: Mutex::new(Some(fin_tx)),
@@ -1105,20 +1001,8 @@ impl<B: Backend> JournaledStore<B> {
         let mut result = Ok(());
         if checkpoint && r.shared.check().is_ok() {
             // Let appends in flight become durable and apply.
-            {
-                let next = *lock(&r.submit);
-                let mut a = lock(&r.shared.apply);
-                while (a.durable + 1 < next || a.running > 0 || !a.unapplied.is_empty())
-                    && lock(&r.shared.failed).is_none()
-                {
-                    a = r
-                        .shared
-                        .apply_cv
-                        .wait_timeout(a, Duration::from_millis(50))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
+            let next = *lock(&r.submit);
+            r.shared.sched.wait_idle(next);
             result = r.shared.checkpoint(&r.journal).map(|_| ());
         }
         {
@@ -1289,11 +1173,7 @@ fn checkpoint_loop<B: Backend>(sh: &Arc<Shared<B>>, j: &Arc<Journal>, stop: &Arc
             }
             *req = false;
         }
-        let pending = {
-            let a = lock(&sh.apply);
-            a.queued_max > a.checkpointed
-        };
-        if pending && sh.check().is_ok() {
+        if sh.sched.checkpoint_due() && sh.check().is_ok() {
             if let Err(e) = sh.checkpoint(j) {
                 tracing::error!(error = %e, "checkpoint failed");
             }
@@ -1419,11 +1299,7 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             let mut next = lock(&r.submit);
             let seq = *next;
             let shared = sh.clone();
-            let p = Pending {
-                seq,
-                txns,
-                on_applied,
-            };
+            let p = Entry { txns, on_applied };
             let sq2 = sq.clone();
             let parallel = sh.opts.mode == JournalMode::Parallel;
             // Writeahead: the entry applies once durable, from the journal's callback.
@@ -1445,7 +1321,7 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
                     *next += 1;
                     lock(&sh.volumes).insert(seq, h.position().volume);
                     if let Some(p) = to_apply {
-                        sh.enqueue(&sq, p);
+                        sh.enqueue(&sq, seq, p);
                     }
                     Ok(())
                 }

@@ -15,9 +15,11 @@ pub mod json;
 pub mod keys;
 pub mod limits;
 pub mod precheck;
+pub(crate) mod sched;
 pub mod scrub;
 pub mod store;
 pub mod superblock;
+pub(crate) mod sync;
 pub mod transaction;
 
 pub use error::{Error, ErrorKind, Result};
