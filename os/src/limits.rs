@@ -369,6 +369,33 @@ mod tests {
         assert_eq!(validate_op(&op).unwrap_err().kind(), ErrorKind::FileTooBig);
     }
 
+    /// One write at 1 GiB - 1, 1 GiB and 1 GiB + 1 bytes (zeroed buffers the allocator
+    /// maps lazily, so this costs address space, not memory).
+    #[test]
+    fn one_write_at_its_limit() {
+        let c = CollectionId::pg(1, 0);
+        for (len, ok) in [
+            (MAX_WRITE_LEN - 1, true),
+            (MAX_WRITE_LEN, true),
+            (MAX_WRITE_LEN + 1, false),
+        ] {
+            let op = Op::Write {
+                cid: c,
+                oid: ObjectId::new(1, "o"),
+                off: 0,
+                data: vec![0; len],
+                fadvise: 0,
+            };
+            match validate_op(&op) {
+                Ok(()) => assert!(ok, "write of {len} accepted"),
+                Err(e) => {
+                    assert!(!ok, "write of {len}: {e}");
+                    assert_eq!(e.kind(), ErrorKind::TooBig, "{e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_names_are_rejected() {
         let c = CollectionId::pg(1, 0);
