@@ -1201,22 +1201,29 @@ impl Mounted {
         if replay {
             let gs = self.coll_guard(cid)?;
             // Done when either side says so (the source may be a copy re-made by
-            // replaying earlier ops, whose own later removal is replayed too).
-            if gs.is_some_and(|g| g.covers(pos))
+            // replaying earlier ops, whose own later removal is replayed too), or, for
+            // split2, when the destination is gone: it existed at the first apply, and
+            // a later op removed it with what this op moved into it.
+            let src_covers = gs.is_some_and(|g| g.covers(pos));
+            let done = src_covers
                 || self.coll_guard(dest)?.is_some_and(|g| g.covers(pos))
-            {
-                return remake_dest(self);
-            }
-            if !legacy && !self.colls.contains_key(dest) && self.colls.contains_key(cid) {
-                // The destination existed at the first apply and was removed since, with
-                // what this op moved into it. Copies of those objects re-made in the
-                // source by replaying earlier ops must go; later incarnations stay.
-                for o in &self.matching(cid, bits, rem)? {
-                    if !self.obj_later(cid, o, pos)? {
-                        self.remove_obj(cid, o)?;
+                || (!legacy && !self.colls.contains_key(dest));
+            if done {
+                // A source whose guard is older than this op is one replay re-made (the
+                // guard went with the removed directory), and replaying earlier ops
+                // re-made in it the objects this split moved out. A matching object
+                // neither born nor guarded after the split is such a copy and must go,
+                // as a done rename drops its source: left, a later op could move or
+                // read it as if it had been there. (With the guard intact, earlier
+                // ops were skipped and matching objects came back by later ops.)
+                if !src_covers && self.colls.contains_key(cid) {
+                    for o in &self.matching(cid, bits, rem)? {
+                        if !self.obj_later(cid, o, pos)? {
+                            self.remove_obj(cid, o)?;
+                        }
                     }
                 }
-                return Ok(());
+                return remake_dest(self);
             }
             resume = gs
                 == Some(Guard {
@@ -1280,14 +1287,15 @@ impl Mounted {
         bits: u32,
     ) -> Result<()> {
         let mut resume = false;
+        let marked = Some(Guard {
+            pos,
+            in_progress: true,
+        });
         if replay {
             let g = self.coll_guard(dest)?;
-            resume = g
-                == Some(Guard {
-                    pos,
-                    in_progress: true,
-                });
-            let later_src = self.coll_guard(cid)?.is_some_and(|g| g.pos > pos);
+            resume = g == marked;
+            let gs = self.coll_guard(cid)?;
+            let later_src = gs.is_some_and(|g| g.pos > pos);
             if !resume && (g.is_some_and(|g| g.covers(pos)) || !self.colls.contains_key(dest)) {
                 // Done before the crash (the destination says so, or is gone since).
                 // A source that exists now was re-made by replaying earlier ops, unless
@@ -1300,6 +1308,13 @@ impl Mounted {
             if later_src {
                 return Ok(());
             }
+            if resume && self.colls.contains_key(cid) && gs != marked {
+                // The source is marked before the destination, so an unmarked source
+                // beside a marked destination is one replay re-made after the first
+                // apply had moved all of it and removed it: moving its re-made copies
+                // would overwrite what the merge really moved.
+                self.rmcoll(cid)?;
+            }
         }
         if !self.colls.contains_key(dest) {
             return Ok(());
@@ -1310,9 +1325,12 @@ impl Mounted {
         if !resume {
             self.barrier()?;
         }
-        self.set_coll_guard(dest, pos, true, false)?;
+        // Source first: see the resume case above.
         if self.colls.contains_key(cid) {
             self.set_coll_guard(cid, pos, true, false)?;
+        }
+        self.set_coll_guard(dest, pos, true, false)?;
+        if self.colls.contains_key(cid) {
             let all = self.list(cid)?;
             for o in all.iter() {
                 self.move_file(cid, o, dest, o)?;
