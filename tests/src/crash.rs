@@ -573,9 +573,17 @@ pub fn failpoint_test(factory: &dyn StoreFactory, test_name: &str, hits: &[u64])
     stats
 }
 
+/// The libtest name of a test from its `module_path!()`-based path: without the crate,
+/// so a child started with `--exact` runs this test, also inside a module, and not a
+/// same-named one with another factory.
+pub fn test_name(path: &'static str) -> &'static str {
+    path.split_once("::").map_or(path, |(_, rest)| rest)
+}
+
 /// Runs [`failpoint_test`] and requires every failpoint to have fired at least once.
-pub fn failpoint_recovery(factory: &dyn StoreFactory) {
-    let stats = failpoint_test(factory, "failpoint_recovery", &[1, 3]);
+/// `path` is the test's `concat!(module_path!(), "::", name)` (see [`test_name`]).
+pub fn failpoint_recovery(factory: &dyn StoreFactory, path: &'static str) {
+    let stats = failpoint_test(factory, test_name(path), &[1, 3]);
     for p in ostore_journal::failpoint::ALL {
         assert!(
             stats.fired.get(p).copied().unwrap_or(0) > 0,
@@ -594,7 +602,10 @@ macro_rules! failpoint_tests {
     ($factory:expr) => {
         #[test]
         fn failpoint_recovery() {
-            $crate::crash::failpoint_recovery(&$factory);
+            $crate::crash::failpoint_recovery(
+                &$factory,
+                concat!(module_path!(), "::failpoint_recovery"),
+            );
         }
     };
 }
@@ -836,21 +847,22 @@ macro_rules! kill_tests {
     ($factory:expr) => {
         #[test]
         fn kill_recovery() {
-            $crate::crash::kill_recovery(&$factory);
+            $crate::crash::kill_recovery(&$factory, concat!(module_path!(), "::kill_recovery"));
         }
     };
     ($factory:expr, ignore = $why:literal) => {
         #[test]
         #[ignore = $why]
         fn kill_recovery() {
-            $crate::crash::kill_recovery(&$factory);
+            $crate::crash::kill_recovery(&$factory, concat!(module_path!(), "::kill_recovery"));
         }
     };
 }
 
 /// The body of [`kill_tests!`]: 200 kills, and proof that the test checked something.
-pub fn kill_recovery(factory: &dyn StoreFactory) {
-    let stats = kill_test(factory, "kill_recovery", 200);
+/// `path` names the calling test as in [`failpoint_recovery`].
+pub fn kill_recovery(factory: &dyn StoreFactory, path: &'static str) {
+    let stats = kill_test(factory, test_name(path), 200);
     assert!(stats.iterations > 0);
     assert!(
         stats.committed_checked > 0,
@@ -870,4 +882,16 @@ macro_rules! sim_crash_tests {
             assert!(stats.crash_states > 100 && stats.recovery_crashes > 0);
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn test_names_drop_only_the_crate() {
+        assert_eq!(
+            super::test_name("kvstore::wal_on::kill_recovery"),
+            "wal_on::kill_recovery"
+        );
+        assert_eq!(super::test_name("memstore::kill_recovery"), "kill_recovery");
+    }
 }

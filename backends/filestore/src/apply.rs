@@ -636,17 +636,16 @@ impl Mounted {
                     return Ok(());
                 }
                 if let Some((f, onum)) = self.open_existing(cid, oid)? {
-                    let old = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
                     f.set_len(*size).map_err(|e| ioe(e, "truncate"))?;
-                    if *size < old {
-                        let first_dead = size.div_ceil(CSUM_EXTENT);
-                        let mut b = WriteBatch::new();
-                        let (_, e) = oprefix_range(K_CSUM, &onum);
-                        b.remove_range(csum_key(&onum, first_dead as u32), e);
-                        self.commit(&b, false)?;
-                        if size % CSUM_EXTENT != 0 {
-                            self.update_csums(&f, &onum, *size - 1, *size, false, None)?;
-                        }
+                    // Whatever the size was: a redo after a crash between the two
+                    // steps finds the file already cut, and its checksums still old.
+                    let first_dead = size.div_ceil(CSUM_EXTENT);
+                    let mut b = WriteBatch::new();
+                    let (_, e) = oprefix_range(K_CSUM, &onum);
+                    b.remove_range(csum_key(&onum, first_dead as u32), e);
+                    self.commit(&b, false)?;
+                    if size % CSUM_EXTENT != 0 {
+                        self.update_csums(&f, &onum, *size - 1, *size, false, None)?;
                     }
                 }
             }
