@@ -24,14 +24,14 @@ fn fs_factory() -> impl ostore_tests::StoreFactory {
 
 ostore_tests::conformance_tests!(fs_factory());
 ostore_tests::model_tests!(fs_factory());
-// Known defect: rarely (last: once in 744 kills on ext4; 300 clean on XFS), recovery on
-// a filesystem without snapshots (replay through transaction markers and replay guards)
-// yields a state that matches no prefix of a client's transactions (seen last: an old
-// incarnation of a renamed-then-removed object re-made by replay and kept, so a later
-// create found it with its old attrs and omap). Two such defects were found and fixed
-// (see `replay_remakes_the_destination_of_a_done_legacy_split`). Until this one is, the test
-// runs only on demand (`cargo test --test filestore -- --ignored kill_recovery`);
-// btrfs (snapshot rollback) keeps its kill test in CI.
+// Known defect class: recovery on a filesystem without snapshots (replay through
+// transaction markers and replay guards) has, rarely, yielded a state that matches no
+// prefix of a client's transactions. Six such defects were found with this test and
+// fixed (regression tests: `replay_*`, `a_crash_inside_a_merge_never_moves_a_remade_source`,
+// `a_truncate_redone_over_a_cut_file_fixes_its_checksums`); until long runs are clean it
+// runs only on demand (`cargo test --test filestore -- --ignored kill_recovery`;
+// `OSTORE_KILL_KEEP=DIR` keeps each crashed store for a deterministic replay). btrfs
+// (snapshot rollback) keeps its kill test in CI.
 ostore_tests::kill_tests!(
     fs_factory(),
     ignore = "known defect: FileStore replay without snapshots can diverge after SIGKILL"
