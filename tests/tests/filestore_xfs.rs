@@ -42,14 +42,10 @@ macro_rules! xfs {
 
 ostore_tests::conformance_tests!(xfs!());
 ostore_tests::model_tests!(xfs!());
-// Known defect: rarely (last: once in 744 kills on ext4; 300 clean on XFS), recovery on
-// a filesystem without snapshots (replay through transaction markers and replay guards)
-// yields a state that matches no prefix of a client's transactions (seen last: an old
-// incarnation of a renamed-then-removed object re-made by replay and kept, so a later
-// create found it with its old attrs and omap). Two such defects were found and fixed
-// (see `replay_remakes_the_destination_of_a_done_legacy_split`). Until this one is, the test
-// runs only on demand (`cargo test --test filestore_xfs -- --ignored kill_recovery`);
-// btrfs (snapshot rollback) keeps its kill test in CI.
+// Known defect class, as on ext4 (see `tests/tests/filestore.rs`): replay without
+// snapshots has rarely diverged after SIGKILL; six causes were found and fixed, and
+// until long runs are clean this runs only on demand
+// (`cargo test --test filestore_xfs -- --ignored kill_recovery`).
 ostore_tests::kill_tests!(
     xfs!(),
     ignore = "known defect: FileStore replay without snapshots can diverge after SIGKILL"
