@@ -307,14 +307,18 @@ pub fn validate_op(op: &Op) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// `(limit - 1, accepted)`, `(limit, accepted)`, `(limit + 1, refused)`.
+    fn edges<T: Copy + std::ops::Add<Output = T> + std::ops::Sub<Output = T> + From<u8>>(
+        limit: T,
+    ) -> [(T, bool); 3] {
+        let one = T::from(1);
+        [(limit - one, true), (limit, true), (limit + one, false)]
+    }
+
     #[test]
     fn limits_at_minus_one_limit_and_plus_one() {
         let c = CollectionId::pg(1, 0);
-        for (len, ok) in [
-            (MAX_NAME_LEN - 1, true),
-            (MAX_NAME_LEN, true),
-            (MAX_NAME_LEN + 1, false),
-        ] {
+        for (len, ok) in edges(MAX_NAME_LEN) {
             let o = ObjectId::new(1, "n".repeat(len));
             assert_eq!(
                 validate_op(&Op::Touch { cid: c, oid: o }).is_ok(),
@@ -323,11 +327,7 @@ mod tests {
             );
         }
         let o = ObjectId::new(1, "o");
-        for (len, ok) in [
-            (MAX_ATTR_VALUE_LEN - 1, true),
-            (MAX_ATTR_VALUE_LEN, true),
-            (MAX_ATTR_VALUE_LEN + 1, false),
-        ] {
+        for (len, ok) in edges(MAX_ATTR_VALUE_LEN) {
             let op = Op::SetAttr {
                 cid: c,
                 oid: o.clone(),
@@ -336,11 +336,7 @@ mod tests {
             };
             assert_eq!(validate_op(&op).is_ok(), ok, "attr len {len}");
         }
-        for (len, ok) in [
-            (MAX_ATTR_NAME_LEN - 1, true),
-            (MAX_ATTR_NAME_LEN, true),
-            (MAX_ATTR_NAME_LEN + 1, false),
-        ] {
+        for (len, ok) in edges(MAX_ATTR_NAME_LEN) {
             let op = Op::RmAttr {
                 cid: c,
                 oid: o.clone(),
@@ -348,11 +344,7 @@ mod tests {
             };
             assert_eq!(validate_op(&op).is_ok(), ok, "attr name len {len}");
         }
-        for (size, ok) in [
-            (MAX_OBJECT_SIZE - 1, true),
-            (MAX_OBJECT_SIZE, true),
-            (MAX_OBJECT_SIZE + 1, false),
-        ] {
+        for (size, ok) in edges(MAX_OBJECT_SIZE) {
             let op = Op::Truncate {
                 cid: c,
                 oid: o.clone(),
@@ -374,11 +366,7 @@ mod tests {
     #[test]
     fn one_write_at_its_limit() {
         let c = CollectionId::pg(1, 0);
-        for (len, ok) in [
-            (MAX_WRITE_LEN - 1, true),
-            (MAX_WRITE_LEN, true),
-            (MAX_WRITE_LEN + 1, false),
-        ] {
+        for (len, ok) in edges(MAX_WRITE_LEN) {
             let op = Op::Write {
                 cid: c,
                 oid: ObjectId::new(1, "o"),

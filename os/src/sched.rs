@@ -192,21 +192,35 @@ impl<P> Scheduler<P> {
     /// Reader: waits until every entry queued on `sq` so far has applied (read your own
     /// committed writes). `false` when the store failed first.
     pub(crate) fn wait_applied(&self, sq: &Sequencer<P>) -> bool {
-        let mut q = lock(&sq.queue);
+        let q = lock(&sq.queue);
         let target = q.queued;
-        while q.applied < target {
+        // `finish` wakes this for every entry, failed or not.
+        self.wait_while(&sq.applied_cv, q, Duration::from_millis(20), |q| {
+            q.applied < target
+        })
+        .is_some()
+    }
+
+    /// Waits on `cv` while `busy` holds, giving up (`None`) once the store failed. Every
+    /// change a caller waits for notifies `cv` (the model tests check it: shuttle's
+    /// timed waits never time out); `backstop` only bounds the cost of a missed one.
+    fn wait_while<'a, T>(
+        &self,
+        cv: &Condvar,
+        mut g: MutexGuard<'a, T>,
+        backstop: Duration,
+        busy: impl Fn(&T) -> bool,
+    ) -> Option<MutexGuard<'a, T>> {
+        while busy(&g) {
             if self.is_failed() {
-                return false;
+                return None;
             }
-            // The timeout only bounds how late a failure is noticed; `finish` wakes
-            // this for every entry, failed or not.
-            q = sq
-                .applied_cv
-                .wait_timeout(q, Duration::from_millis(20))
+            g = cv
+                .wait_timeout(g, backstop)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        true
+        Some(g)
     }
 
     /// Checkpoint: cuts at the highest queued seq, holds everything above it, and waits
@@ -217,13 +231,10 @@ impl<P> Scheduler<P> {
         let mut s = lock(&self.state);
         let cp = s.queued_max;
         s.hold_above = Some(cp);
-        while s.running > 0 || s.unapplied.first().is_some_and(|x| *x <= cp) {
-            if self.is_failed() {
-                return None;
-            }
-            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
-        Some(cp)
+        self.wait_while(&self.cv, s, Duration::from_millis(50), |s| {
+            s.running > 0 || s.unapplied.first().is_some_and(|x| *x <= cp)
+        })
+        .map(|_| cp)
     }
 
     /// Ends a hold; returns the sequencers parked behind it, which the caller must hand
@@ -254,19 +265,11 @@ impl<P> Scheduler<P> {
     /// Shutdown: waits until every seq below `next` is durable and applied. `false`
     /// when the store failed first.
     pub(crate) fn wait_idle(&self, next: u64) -> bool {
-        let mut s = lock(&self.state);
-        while s.durable + 1 < next || s.running > 0 || !s.unapplied.is_empty() {
-            if self.is_failed() {
-                return false;
-            }
-            // Every change this waits for notifies; the timeout is only a backstop.
-            s = self
-                .cv
-                .wait_timeout(s, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        let s = lock(&self.state);
+        self.wait_while(&self.cv, s, Duration::from_millis(50), |s| {
+            s.durable + 1 < next || s.running > 0 || !s.unapplied.is_empty()
+        })
+        .is_some()
     }
 }
 

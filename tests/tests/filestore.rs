@@ -16,6 +16,16 @@ fn opts() -> FileStoreOptions {
     }
 }
 
+/// Journaling options under which only `checkpoint_now` checkpoints, so replay after a
+/// crash redoes everything since the one a test chose.
+fn manual_checkpoints() -> JournalingOptions {
+    let mut jo = JournalingOptions::small();
+    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
+    jo.checkpoint_fill_bytes = 1 << 40;
+    jo.max_journal_bytes = 1 << 40;
+    jo
+}
+
 fn fs_factory() -> impl ostore_tests::StoreFactory {
     ostore_tests::factory("filestore", |dir| {
         Arc::new(filestore(dir, JournalingOptions::small(), opts())) as Arc<dyn ObjectStore>
@@ -205,10 +215,7 @@ fn index_splits_and_fsck_is_clean_after_remount() {
 /// transaction applied, before any checkpoint): the result must equal one apply.
 fn replay_over_applied(seed: u64, n: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut jo = JournalingOptions::small();
-    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
-    jo.checkpoint_fill_bytes = 1 << 40;
-    jo.max_journal_bytes = 1 << 40;
+    let jo = manual_checkpoints();
     let colls = ostore_tests::crash::client_colls(0);
     let mut stream = ostore_tests::crash::Stream::new(seed, colls.clone());
     let store = filestore(dir.path(), jo.clone(), opts());
@@ -276,10 +283,7 @@ fn crash_txns_at_op(ch_cid: &CollectionId, txns: &[Transaction], at: u64) -> Res
         states.push(model.state.clone());
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut jo = JournalingOptions::small();
-    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
-    jo.checkpoint_fill_bytes = 1 << 40;
-    jo.max_journal_bytes = 1 << 40;
+    let jo = manual_checkpoints();
     let store = filestore(dir.path(), jo.clone(), opts());
     store.mkfs().unwrap();
     store.mount().unwrap();
@@ -454,10 +458,7 @@ fn crash_with_transactions_in_flight_recovers() {
 /// change.
 fn replay_txns_over_applied(txns: Vec<Transaction>, checkpoint_after: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut jo = JournalingOptions::small();
-    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
-    jo.checkpoint_fill_bytes = 1 << 40;
-    jo.max_journal_bytes = 1 << 40;
+    let jo = manual_checkpoints();
     let store = filestore(dir.path(), jo.clone(), opts());
     store.mkfs().unwrap();
     store.mount().unwrap();
@@ -602,8 +603,7 @@ fn a_crash_inside_a_merge_never_moves_a_remade_source() {
 #[test]
 fn a_truncate_redone_over_a_cut_file_fixes_its_checksums() {
     let dir = tempfile::tempdir().unwrap();
-    let mut jo = JournalingOptions::small();
-    jo.checkpoint_interval = std::time::Duration::from_secs(3600);
+    let jo = manual_checkpoints();
     let c = CollectionId::pg(7, 0);
     let x = ObjectId::new(7, "x");
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251 + 1) as u8).collect();
