@@ -23,3 +23,5 @@ cargo test --workspace "$@"
 # The apply scheduler's model checks: its locks become shuttle's, so only these run
 # in that build (see os/src/sched.rs).
 cargo test -p ostore-os --features shuttle --lib sched:: -- --nocapture
+# The same for the journal's group commit (see journal/src/journal/model.rs).
+cargo test -p ostore-journal --features shuttle --lib model:: -- --nocapture

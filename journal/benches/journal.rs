@@ -5,10 +5,11 @@
 //! Environment: OSTORE_BENCH_SECS (default 2), OSTORE_BENCH_REPS (default 3),
 //! OSTORE_BENCH_DIR (default: a directory under /var/tmp, on the root filesystem),
 //! OSTORE_BENCH_FILTER (e.g. "4096x64" to run one cell), OSTORE_BENCH_INFLIGHT (journal
-//! flushes in flight), OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods).
+//! flushes in flight), OSTORE_BENCH_IO=uring (io_uring where allowed instead of pwrite + fdatasync),
+//! OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods).
 
-use ostore_journal::bench::{config, run_journal, run_raw, BenchResult};
-use ostore_journal::BlankMethod;
+use ostore_journal::bench::{config, run_journal, run_raw, run_raw_log, BenchResult};
+use ostore_journal::{BlankMethod, IoMode};
 use std::time::Duration;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -34,6 +35,7 @@ fn main() {
     let reps = env("OSTORE_BENCH_REPS", 3).max(1);
     let inflight = env("OSTORE_BENCH_INFLIGHT", 0) as usize;
     let filter = std::env::var("OSTORE_BENCH_FILTER").ok();
+    let uring = std::env::var("OSTORE_BENCH_IO").is_ok_and(|v| v == "uring");
     let base = std::env::var("OSTORE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| {
@@ -41,8 +43,8 @@ fn main() {
         });
     std::fs::create_dir_all(&base).expect("bench dir");
     let dur = Duration::from_secs(secs);
-    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for size in [4096usize, 65536, 1 << 20] {
         for conc in [1usize, 4, 16, 64] {
             if filter
@@ -55,25 +57,32 @@ fn main() {
             if inflight > 0 {
                 cfg.options.max_inflight = inflight;
             }
-            let (mut js, mut rs) = (Vec::new(), Vec::new());
+            if uring {
+                cfg.options.io = IoMode::Auto;
+            }
+            let (mut js, mut rs, mut ls) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
                 js.push(run_journal(&cfg).expect("journal run"));
                 rs.push(run_raw(&cfg).expect("raw run"));
+                ls.push(run_raw_log(&cfg).expect("raw log run"));
             }
             let (j, jlo, jhi) = median(js);
             let (r, rlo, rhi) = median(rs);
+            let (l, llo, lhi) = median(ls);
             let label = match size {
                 4096 => "4 KiB",
                 65536 => "64 KiB",
                 _ => "1 MiB",
             };
             println!(
-                "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} |",
+                "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} | {:.0} ({llo:.0}–{lhi:.0}) | {:.2} |",
                 j.ops_per_sec(),
                 j.mb_per_sec(),
                 r.ops_per_sec(),
                 r.mb_per_sec(),
-                j.ops_per_sec() / r.ops_per_sec()
+                j.ops_per_sec() / r.ops_per_sec(),
+                l.ops_per_sec(),
+                j.ops_per_sec() / l.ops_per_sec()
             );
         }
     }

@@ -49,6 +49,7 @@ pub mod failpoint;
 pub mod format;
 pub mod journal;
 pub mod scan;
+mod sync;
 mod uring;
 pub mod vfs;
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Collect, Rng};
-use ostore_journal::{Geometry, Journal, JournalOptions, RealFs, Vfs};
+use ostore_journal::{Geometry, IoMode, Journal, JournalOptions, RealFs, Vfs};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -28,9 +28,16 @@ fn meta(inc: u64, tid: u64, i: u64) -> Vec<u8> {
     [inc, tid, i].iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn opts() -> JournalOptions {
+/// Odd incarnations write through io_uring (where the kernel allows it), even ones through
+/// pwrite, so both flush paths are killed mid-flight and continue each other's journal.
+fn opts(inc: u64) -> JournalOptions {
     JournalOptions {
         max_inflight: 4,
+        io: if inc % 2 == 1 {
+            IoMode::Auto
+        } else {
+            IoMode::Pwrite
+        },
         ..JournalOptions::default()
     }
 }
@@ -44,7 +51,7 @@ fn kill_child() {
     };
     let inc: u64 = std::env::var(ENV_INC).unwrap().parse().unwrap();
     let fs: Arc<dyn Vfs> = Arc::new(RealFs);
-    let (j, _) = Journal::open(fs, Path::new(&dir), opts(), &mut Collect::default()).unwrap();
+    let (j, _) = Journal::open(fs, Path::new(&dir), opts(inc), &mut Collect::default()).unwrap();
     let j = Arc::new(j);
     let ts: Vec<_> = (0..4u64)
         .map(|tid| {
@@ -122,7 +129,7 @@ fn kill_test_acknowledged_entries_survive_sigkill() {
 
         let fs: Arc<dyn Vfs> = Arc::new(RealFs);
         let mut c = Collect::default();
-        let (j, _) = Journal::open(fs, &dir, opts(), &mut c)
+        let (j, _) = Journal::open(fs, &dir, opts(0), &mut c)
             .unwrap_or_else(|e| panic!("iteration {inc}: open failed: {e}"));
         j.close().unwrap();
         let mut next: BTreeMap<(u64, u64), u64> = BTreeMap::new();
