@@ -327,6 +327,9 @@ struct State {
 struct Blanks {
     ready: VecDeque<PathBuf>,
     next_no: u64,
+    /// Blanks allocated from scratch (not recycled) since open: each one is a volume's
+    /// worth of zeros written and synced.
+    made: u64,
     stop: bool,
     failed: bool,
 }
@@ -611,6 +614,11 @@ impl Journal {
     /// Blank volumes ready for use.
     pub fn blanks_ready(&self) -> usize {
         relock(&self.inner.blanks).ready.len()
+    }
+
+    /// Blank volumes allocated from scratch since open (rather than recycled by trim).
+    pub fn blanks_made(&self) -> u64 {
+        relock(&self.inner.blanks).made
     }
 
     /// The error that poisoned the journal, if any.
@@ -953,6 +961,7 @@ impl Inner {
         self.vfs
             .rename(&tmp, &path)
             .map_err(|e| Error::io("rename", &path, e))?;
+        relock(&self.blanks).made += 1;
         Ok(path)
     }
 

@@ -211,6 +211,22 @@ impl Default for JournalingOptions {
 }
 
 impl JournalingOptions {
+    /// The journal's options, with room to keep every volume a checkpoint recycles.
+    /// A recycled volume deleted for want of room is one the blank maker zero-fills
+    /// again before the next checkpoint: under a sustained write load that was a
+    /// volume of zeros written and synced per volume of journal. Trim only moves
+    /// volumes from live to blank and the maker adds one only when fewer than
+    /// `blank_target` are ready, so with room for `max_journal_bytes` of blanks the
+    /// journal's footprint (live + blank volumes) settles at its peak, like a
+    /// preallocated ring of about `max_journal_bytes`, instead of being rewritten.
+    pub fn journal_options(&self) -> JournalOptions {
+        let vol = self.geometry.volume_size.max(1);
+        let ring = usize::try_from(self.max_journal_bytes.div_ceil(vol)).unwrap_or(0);
+        let mut j = self.journal.clone();
+        j.max_blanks = j.max_blanks.max(ring.saturating_add(j.blank_target));
+        j
+    }
+
     /// Small volumes and budgets for tests that create many stores.
     pub fn small() -> JournalingOptions {
         JournalingOptions {
@@ -871,7 +887,7 @@ impl<B: Backend> JournaledStore<B> {
         let (journal, outcome) = Journal::open(
             self.vfs.clone(),
             &self.journal_path(),
-            self.opts.journal.clone(),
+            self.opts.journal_options(),
             &mut rp,
         )
         .map_err(journal_error)?;
@@ -981,6 +997,12 @@ impl<B: Backend> JournaledStore<B> {
     /// Checkpoints now (tests and tools); returns the seq made durable.
     pub fn checkpoint_now(&self) -> Result<u64> {
         self.with(|r| r.shared.checkpoint(&r.journal))
+    }
+
+    /// Journal volumes allocated from scratch (zero-filled) since mount; the rest were
+    /// recycled by checkpoints.
+    pub fn journal_blanks_made(&self) -> Result<u64> {
+        self.with(|r| Ok(r.journal.blanks_made()))
     }
 
     /// The seq the next transaction will get.

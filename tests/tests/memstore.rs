@@ -72,3 +72,46 @@ fn conformance_catches_a_listing_that_hides_an_object() {
     let f = faulty(ostore_tests::faulty::Fault::ListHidesLast);
     ostore_tests::conformance::listing::sort_order_is_cephs(&f);
 }
+
+/// A sustained write load runs on recycled journal volumes: the volumes a checkpoint
+/// frees are kept as blanks (up to the journal's byte budget) instead of deleted, so
+/// the journal zero-fills a new volume only while it grows to its peak, never once per
+/// volume written.
+#[test]
+fn checkpoints_recycle_journal_volumes_instead_of_zero_filling_new_ones() {
+    use ostore_os::{CollectionId, ObjectId, ObjectStore, Transaction};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = JournalingOptions::small();
+    // Made on demand, so every blank made is counted when the rotation needs it.
+    opts.journal.background_blanks = false;
+    let vol = opts.geometry.volume_size;
+    let ring = opts.max_journal_bytes / vol + opts.journal.blank_target as u64;
+    let store = ostore_memstore::MemStore::with_options(tmp.path().join("s"), opts);
+    store.mkfs().unwrap();
+    store.mount().unwrap();
+    let c = CollectionId::pg(1, 0);
+    let ch = store.create_new_collection(&c).unwrap();
+    let mut t = Transaction::new();
+    t.create_collection(&c, 0);
+    store.apply_transaction(&ch, t).unwrap();
+    let chunk = 64 << 10;
+    let total = 6 * ring * vol;
+    let mut written = 0u64;
+    let mut i = 0u64;
+    while written < total {
+        let mut t = Transaction::new();
+        let o = ObjectId::new(1, format!("obj{}", i % 8));
+        t.write(&c, &o, (i % 16) * chunk, vec![i as u8; chunk as usize]);
+        store.apply_transaction(&ch, t).unwrap();
+        written += chunk;
+        i += 1;
+    }
+    let made = store.journal_blanks_made().unwrap();
+    store.umount().unwrap();
+    let volumes_written = written / vol;
+    assert!(
+        made <= ring + 2,
+        "{made} journal volumes zero-filled for {volumes_written} volumes written \
+         (budget {ring})"
+    );
+}
