@@ -57,6 +57,10 @@ pub fn encode(user_magic: u32, payload: &[u8]) -> Vec<u8> {
 
 /// Decode a frame, checking everything.
 pub fn decode(b: &[u8], user_magic: u32) -> Result<&[u8], Reject> {
+    decode_max(b, user_magic, MAX_PAYLOAD)
+}
+
+fn decode_max(b: &[u8], user_magic: u32, max: u64) -> Result<&[u8], Reject> {
     let m = get_u32(b, 0)?;
     if m != MAGIC {
         return Err(Reject(format!("atomic file magic {m:#010x}")));
@@ -76,7 +80,7 @@ pub fn decode(b: &[u8], user_magic: u32) -> Result<&[u8], Reject> {
         )));
     }
     let n = get_u64(b, 16)?;
-    if n > MAX_PAYLOAD || b.len() as u64 != HEADER as u64 + n + 4 {
+    if n > max || b.len() as u64 != HEADER as u64 + n + 4 {
         return Err(Reject(format!(
             "payload length {n} does not match file length {}",
             b.len()
@@ -93,6 +97,7 @@ pub struct AtomicFileWriter<'a> {
     vfs: &'a dyn Vfs,
     path: PathBuf,
     magic: u32,
+    max: u64,
 }
 
 impl<'a> AtomicFileWriter<'a> {
@@ -102,12 +107,28 @@ impl<'a> AtomicFileWriter<'a> {
             vfs,
             path: path.into(),
             magic,
+            max: MAX_PAYLOAD,
         }
+    }
+
+    /// Accept payloads up to `max` bytes instead of [`MAX_PAYLOAD`]; the reader must be
+    /// given the same limit.
+    pub fn max_payload(mut self, max: u64) -> Self {
+        self.max = max;
+        self
     }
 
     /// Replace the file's contents with `payload`, durably. On error the file holds either the
     /// old or the new contents (after a crash too); a stale `.tmp` may be left behind.
     pub fn write(&self, payload: &[u8]) -> Result<()> {
+        // A file the reader would refuse is data lost: refuse it here, before writing.
+        if payload.len() as u64 > self.max {
+            return Err(Error::AtomicTooLarge {
+                path: self.path.clone(),
+                len: payload.len() as u64,
+                max: self.max,
+            });
+        }
         let tmp = tmp_path(&self.path);
         let frame = encode(self.magic, payload);
         let f = self
@@ -138,6 +159,7 @@ pub struct AtomicFileReader<'a> {
     vfs: &'a dyn Vfs,
     path: PathBuf,
     magic: u32,
+    max: u64,
 }
 
 impl<'a> AtomicFileReader<'a> {
@@ -147,7 +169,14 @@ impl<'a> AtomicFileReader<'a> {
             vfs,
             path: path.into(),
             magic,
+            max: MAX_PAYLOAD,
         }
+    }
+
+    /// Accept payloads up to `max` bytes instead of [`MAX_PAYLOAD`].
+    pub fn max_payload(mut self, max: u64) -> Self {
+        self.max = max;
+        self
     }
 
     /// The payload; `Ok(None)` if the file does not exist; `Err(BadFile)` if it fails validation.
@@ -158,7 +187,7 @@ impl<'a> AtomicFileReader<'a> {
             Err(e) => return Err(Error::io("open", &self.path, e)),
         };
         let len = f.len().map_err(|e| Error::io("stat", &self.path, e))?;
-        if len > MAX_PAYLOAD + HEADER as u64 + 4 {
+        if len > self.max.saturating_add(HEADER as u64 + 4) {
             return Err(Error::BadFile {
                 path: self.path.clone(),
                 reason: format!("{len} bytes is too large for an atomic file"),
@@ -167,7 +196,7 @@ impl<'a> AtomicFileReader<'a> {
         let mut buf = vec![0u8; len as usize];
         let n = read_full_at(&*f, &mut buf, 0).map_err(|e| Error::io("read", &self.path, e))?;
         buf.truncate(n);
-        match decode(&buf, self.magic) {
+        match decode_max(&buf, self.magic, self.max) {
             Ok(p) => Ok(Some(p.to_vec())),
             Err(r) => Err(Error::BadFile {
                 path: self.path.clone(),
@@ -197,6 +226,36 @@ mod tests {
         assert_eq!(
             AtomicFileReader::new(&fs, path, 9).read().unwrap().unwrap(),
             b"two!"
+        );
+        // The writer refuses what the reader would refuse, and leaves the file alone.
+        let e = AtomicFileWriter::new(&fs, path, 9)
+            .max_payload(4)
+            .write(b"five!")
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::AtomicTooLarge { len: 5, max: 4, .. }),
+            "{e}"
+        );
+        assert_eq!(
+            AtomicFileReader::new(&fs, path, 9).read().unwrap().unwrap(),
+            b"two!"
+        );
+        let big = vec![3u8; 100];
+        AtomicFileWriter::new(&fs, path, 9)
+            .max_payload(100)
+            .write(&big)
+            .unwrap();
+        assert!(AtomicFileReader::new(&fs, path, 9)
+            .max_payload(99)
+            .read()
+            .is_err());
+        assert_eq!(
+            AtomicFileReader::new(&fs, path, 9)
+                .max_payload(100)
+                .read()
+                .unwrap()
+                .unwrap(),
+            big
         );
         assert!(AtomicFileReader::new(&fs, path, 8).read().is_err());
     }

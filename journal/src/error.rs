@@ -66,6 +66,17 @@ pub enum Error {
         max: u64,
     },
 
+    /// An atomic file's payload exceeds the limit its reader would accept; nothing was written.
+    #[error("atomic file {path}: a payload of {len} bytes exceeds its limit of {max}")]
+    AtomicTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The payload's length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+
     /// The table-of-contents callback returned more bytes than fit in the TOC area.
     #[error("table of contents is {len} bytes, at most {max} fit")]
     TocTooLarge {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use batch::{BatchOp, WriteBatch};
 pub use error::{Error, Result};
-pub use memory::MemoryDb;
+pub use memory::{decode_image, encode_image, MemoryDb, SaveImage};
 pub use range::{prefix_successor, KeyRange};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{Compression, RocksDb, RocksOptions};

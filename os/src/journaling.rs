@@ -253,7 +253,7 @@ pub fn journal_error(e: ostore_journal::Error) -> Error {
     let kind = match &e {
         J::Corrupt { .. } | J::BadFile { .. } | J::MissingVolume(_) => ErrorKind::Corrupt,
         J::Poisoned(_) | J::Closed => ErrorKind::Failed,
-        J::TooLarge { .. } | J::TocTooLarge { .. } => ErrorKind::TooBig,
+        J::TooLarge { .. } | J::TocTooLarge { .. } | J::AtomicTooLarge { .. } => ErrorKind::TooBig,
         J::InvalidConfig(_) => ErrorKind::InvalidArgument,
         J::AlreadyExists(_) => ErrorKind::Exists,
         J::NotFound(_) => ErrorKind::NotFound,

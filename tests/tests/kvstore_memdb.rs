@@ -1,6 +1,7 @@
 //! KeyValueStore on the in-memory engine: the conformance suite and the model test run
-//! in seconds, so the store's logic is checked apart from RocksDB. (The process-kill
-//! test needs a database that outlives its process: it runs on RocksDB only.)
+//! in seconds, so the store's logic is checked apart from RocksDB. The engine keeps its
+//! image in an atomic file of the store's I/O layer, so the same store also runs on the
+//! simulated disk: every crash state of its workloads, and an I/O error at every call.
 
 use std::sync::Arc;
 
@@ -22,5 +23,23 @@ fn memdb() -> impl ostore_tests::StoreFactory {
     })
 }
 
+fn memdb_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
+    ostore_tests::crash::sim_factory("kvstore-memdb", |vfs, dir| {
+        ostore_kvstore::set_mkfs_options(
+            dir,
+            KvStoreOptions {
+                engine: Engine::Memory,
+                strip_size: 512,
+            },
+        );
+        let mut opts = JournalingOptions::small();
+        // Blanks made on demand keep the simulated disk's log deterministic.
+        opts.journal.background_blanks = false;
+        Arc::new(ostore_kvstore::KeyValueStore::with_vfs(dir, opts, vfs)) as Arc<dyn ObjectStore>
+    })
+}
+
 ostore_tests::conformance_tests!(memdb());
 ostore_tests::model_tests!(memdb());
+ostore_tests::sim_crash_tests!(memdb_on_sim());
+ostore_tests::fault_tests!(memdb_on_sim());

@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ostore_journal::{AtomicFileReader, AtomicFileWriter, Vfs};
-use ostore_kv::{KeyRange, KeyValueDB, KvRead, MemoryDb, RocksDb, RocksOptions, WriteBatch};
+use ostore_kv::{
+    KeyRange, KeyValueDB, KvRead, MemoryDb, RocksDb, RocksOptions, SaveImage, WriteBatch,
+};
 use ostore_os::journaling::{Backend, JournaledStore, JournalingOptions};
 use ostore_os::store::{
     FsckReport, ObjectStat, OmapContents, OmapIterator, SnapshotOmapIterator, StoreStatfs,
@@ -44,6 +46,12 @@ const CONF_FILE: &str = "kvstore.conf";
 const CONF_MAGIC: u32 = u32::from_le_bytes(*b"OSKV");
 const CONF_VERSION: u32 = 1;
 const DB_DIR: &str = "db";
+/// The in-memory engine's image (see `ostore_kv::encode_image`).
+const MEMDB_FILE: &str = "memdb";
+const MEMDB_MAGIC: u32 = u32::from_le_bytes(*b"OSMD");
+const MEMDB_AUTOSAVE: u64 = 4;
+/// The image holds the whole database, far beyond the small files atomic files are for.
+const MEMDB_MAX: u64 = 1 << 36;
 
 /// Which key-value engine holds the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +60,11 @@ pub enum Engine {
     /// twice, cheap checkpoints) or off (the shared journal is the only log; a
     /// checkpoint flushes memtables).
     RocksDb { wal: bool },
-    /// The in-memory engine: survives umount/mount inside one process, not a restart.
-    /// For fast tests only.
+    /// The in-memory engine, its whole image saved as `<data>/memdb` (an atomic file
+    /// through the store's I/O layer) at every checkpoint and after every 4th commit
+    /// (as RocksDB flushes memtables on its own): commits not saved are rebuilt by
+    /// replay, as with RocksDB's WAL off. For fast tests, and for the simulated disk's
+    /// crash and fault tests; every save rewrites the whole image.
     Memory,
 }
 
@@ -138,11 +149,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn mkfs_registry() -> &'static Mutex<HashMap<PathBuf, KvStoreOptions>> {
     static R: OnceLock<Mutex<HashMap<PathBuf, KvStoreOptions>>> = OnceLock::new();
-    R.get_or_init(Default::default)
-}
-
-fn memory_dbs() -> &'static Mutex<HashMap<PathBuf, Arc<MemoryDb>>> {
-    static R: OnceLock<Mutex<HashMap<PathBuf, Arc<MemoryDb>>>> = OnceLock::new();
     R.get_or_init(Default::default)
 }
 
@@ -243,21 +249,34 @@ impl KvBackend {
     fn open_db(&self, o: &KvStoreOptions, create: bool) -> Result<Arc<dyn KeyValueDB>> {
         match o.engine {
             Engine::Memory => {
-                let mut dbs = lock(memory_dbs());
-                if create {
-                    let db = Arc::new(MemoryDb::new());
-                    dbs.insert(self.path.clone(), db.clone());
-                    return Ok(db);
-                }
-                dbs.get(&self.path)
-                    .cloned()
-                    .map(|d| d as Arc<dyn KeyValueDB>)
-                    .ok_or_else(|| {
-                        Error::not_found(format!(
-                            "the in-memory database of {} is gone (it does not outlive its process)",
-                            self.path.display()
-                        ))
-                    })
+                // The image lives in an atomic file of the store's I/O layer, so this
+                // engine runs on the simulated disk too (and outlives its process).
+                let path = self.path.join(MEMDB_FILE);
+                let image = if create {
+                    None
+                } else {
+                    let b = AtomicFileReader::new(&*self.vfs, &path, MEMDB_MAGIC)
+                        .max_payload(MEMDB_MAX)
+                        .read()
+                        .map_err(|e| Error::corrupt(format!("{}: {e}", path.display())))?
+                        .ok_or_else(|| {
+                            Error::not_found(format!("{} is missing", path.display()))
+                        })?;
+                    Some(b)
+                };
+                let vfs = self.vfs.clone();
+                let save: SaveImage = Box::new(move |b| {
+                    AtomicFileWriter::new(&*vfs, &path, MEMDB_MAGIC)
+                        .max_payload(MEMDB_MAX)
+                        .write(b)
+                        .map_err(|e| e.to_string())
+                });
+                // Saving every few commits on its own, as RocksDB flushes memtables,
+                // puts applied transactions in the image ahead of the checkpoint, so
+                // replay's applied markers are exercised as on RocksDB.
+                Ok(Arc::new(
+                    MemoryDb::persistent(image.as_deref(), save, MEMDB_AUTOSAVE).map_err(kve)?,
+                ))
             }
             Engine::RocksDb { wal } => {
                 let ro = RocksOptions {
