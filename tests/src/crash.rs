@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use ostore_journal::vfs::{SimOp, Tear, TearFill};
 use ostore_journal::{SimFs, Vfs};
-use ostore_os::{CollectionId, Completion, ErrorKind, ObjectStore, Transaction};
+use ostore_os::{CollectionId, Completion, ErrorKind, ObjectId, ObjectStore, OmapKey, Transaction};
+use std::collections::BTreeMap;
 
 use crate::harness::StoreFactory;
 use crate::model::{Gen, Model};
@@ -58,7 +59,8 @@ fn client_seed(seed: u64, k: usize) -> u64 {
 /// prefix: `state(n)` is the state after the first `n` transactions.
 #[derive(Debug)]
 pub struct Stream {
-    gen: Gen,
+    /// `None` for a scripted stream: its transactions are all given up front.
+    gen: Option<Gen>,
     model: Model,
     txns: Vec<Transaction>,
     /// Whether each transaction passes state-free validation (an invalid one is refused
@@ -76,7 +78,7 @@ impl Stream {
         model.apply(&t).expect("model mkcoll");
         let states = vec![StoreState::new(), model.state.clone()];
         Stream {
-            gen: Gen::with_collections(seed, colls),
+            gen: Some(Gen::with_collections(seed, colls)),
             model,
             txns: vec![t],
             valid: vec![true],
@@ -84,9 +86,34 @@ impl Stream {
         }
     }
 
+    /// A stream of exactly `txns`, with the model's state after each prefix.
+    pub fn scripted(txns: Vec<Transaction>) -> Stream {
+        let mut model = Model::new();
+        let mut states = vec![StoreState::new()];
+        let mut valid = Vec::new();
+        for t in &txns {
+            let _ = model.apply(t);
+            valid.push(t.validate().is_ok());
+            states.push(model.state.clone());
+        }
+        Stream {
+            gen: None,
+            model,
+            txns,
+            valid,
+            states,
+        }
+    }
+
     fn ensure(&mut self, n: usize) {
         while self.txns.len() < n {
-            let t = self.gen.txn(&self.model);
+            let Some(gen) = self.gen.as_mut() else {
+                panic!(
+                    "scripted stream has {} transactions, {n} asked for",
+                    self.txns.len()
+                );
+            };
+            let t = gen.txn(&self.model);
             let _ = self.model.apply(&t);
             self.valid.push(t.validate().is_ok());
             self.txns.push(t);
@@ -740,10 +767,322 @@ pub fn sim_crash_points(
     let mut rng = Rng::new(seed ^ 0x51a1_c4a5);
     for w in 0..workloads {
         let wseed = seed.wrapping_add(w as u64);
-        let fs = SimFs::new();
-        let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
         let colls = client_colls(0);
         let mut stream = Stream::new(wseed, colls.clone());
+        let label = format!("workload {w} (seed {wseed})");
+        crash_workload(
+            f,
+            &label,
+            &mut stream,
+            &colls,
+            txns,
+            false,
+            &mut rng,
+            &mut stats,
+        );
+    }
+    eprintln!(
+        "simulated-disk crash test on {}: {} workloads, {} crash states ({} unformatted), {} crashes during recovery",
+        f.name(),
+        stats.workloads,
+        stats.crash_states,
+        stats.unformatted,
+        stats.recovery_crashes
+    );
+    stats
+}
+
+/// One transaction per op kind, on the small world [`op_kind_setup`] builds in the first
+/// client's collections: `c` holds object `a` (data, two attrs, an omap header and
+/// keys), `b` does not exist, and collection `d` does not exist until an op makes it.
+/// Ops whose preconditions fail are kept: a rejected transaction must change nothing,
+/// after a crash too.
+pub fn op_kinds() -> Vec<(&'static str, Transaction)> {
+    let colls = client_colls(0);
+    let (c, d) = (colls[0], colls[1]);
+    let a = ObjectId::new(20, "a");
+    let b = ObjectId::new(20, "b");
+    let one = |f: &dyn Fn(&mut Transaction)| {
+        let mut t = Transaction::new();
+        f(&mut t);
+        t
+    };
+    let keys = |ks: &[&str]| -> BTreeMap<OmapKey, Vec<u8>> {
+        ks.iter()
+            .map(|k| (OmapKey::from(k.as_bytes().to_vec()), k.as_bytes().to_vec()))
+            .collect()
+    };
+    vec![
+        (
+            "nop",
+            one(&|t| {
+                t.nop();
+            }),
+        ),
+        (
+            "touch",
+            one(&|t| {
+                t.touch(&c, &b);
+            }),
+        ),
+        (
+            "create",
+            one(&|t| {
+                t.create(&c, &b);
+            }),
+        ),
+        (
+            "write",
+            one(&|t| {
+                t.write(&c, &a, 4000, vec![7u8; 300]);
+            }),
+        ),
+        (
+            "write-new",
+            one(&|t| {
+                t.write(&c, &b, 0, vec![8u8; 5000]);
+            }),
+        ),
+        (
+            "zero",
+            one(&|t| {
+                t.zero(&c, &a, 10, 100);
+            }),
+        ),
+        (
+            "truncate-down",
+            one(&|t| {
+                t.truncate(&c, &a, 5);
+            }),
+        ),
+        (
+            "truncate-up",
+            one(&|t| {
+                t.truncate(&c, &a, 20_000);
+            }),
+        ),
+        (
+            "remove",
+            one(&|t| {
+                t.remove(&c, &a);
+            }),
+        ),
+        (
+            "setattr",
+            one(&|t| {
+                t.setattr(&c, &a, "k3", b"v3".to_vec());
+            }),
+        ),
+        (
+            "setattrs",
+            one(&|t| {
+                let m = [
+                    ("x".to_string(), b"1".to_vec()),
+                    ("k1".to_string(), b"new".to_vec()),
+                ];
+                t.setattrs(&c, &a, m.into_iter().collect());
+            }),
+        ),
+        (
+            "rmattr",
+            one(&|t| {
+                t.rmattr(&c, &a, "k1");
+            }),
+        ),
+        (
+            "rmattrs",
+            one(&|t| {
+                t.rmattrs(&c, &a);
+            }),
+        ),
+        (
+            "clone",
+            one(&|t| {
+                t.clone_obj(&c, &a, &b);
+            }),
+        ),
+        (
+            "clone_range",
+            one(&|t| {
+                t.clone_range(&c, &a, &b, 0, 100, 50);
+            }),
+        ),
+        (
+            "mkcoll",
+            one(&|t| {
+                t.create_collection(&d, 0);
+            }),
+        ),
+        (
+            "rmcoll",
+            one(&|t| {
+                t.remove_collection(&d);
+            }),
+        ),
+        (
+            "omap_clear",
+            one(&|t| {
+                t.omap_clear(&c, &a);
+            }),
+        ),
+        (
+            "omap_setkeys",
+            one(&|t| {
+                t.omap_setkeys(&c, &a, keys(&["m", "z"]));
+            }),
+        ),
+        (
+            "omap_rmkeys",
+            one(&|t| {
+                t.omap_rmkeys(&c, &a, [OmapKey::from(b"k".to_vec())].into_iter().collect());
+            }),
+        ),
+        (
+            "omap_setheader",
+            one(&|t| {
+                t.omap_setheader(&c, &a, b"hdr2".to_vec());
+            }),
+        ),
+        (
+            "omap_rmkeyrange",
+            one(&|t| {
+                t.omap_rmkeyrange(&c, &a, b"a".to_vec(), b"l".to_vec());
+            }),
+        ),
+        (
+            "split",
+            one(&|t| {
+                t.create_collection(&d, 1).split_collection(&c, 1, 1, &d);
+            }),
+        ),
+        (
+            "merge",
+            one(&|t| {
+                t.merge_collection(&d, &c, 0);
+            }),
+        ),
+        (
+            "move_rename",
+            one(&|t| {
+                t.create_collection(&d, 0)
+                    .collection_move_rename(&c, &a, &d, &b);
+            }),
+        ),
+        (
+            "try_rename",
+            one(&|t| {
+                t.try_rename(&c, &a, &b);
+            }),
+        ),
+        (
+            "alloc_hint",
+            one(&|t| {
+                t.set_alloc_hint(&c, &a, 4 << 20, 4096, 0);
+            }),
+        ),
+        (
+            "coll_hint",
+            one(&|t| {
+                t.collection_hint(&c, 1, b"hint".to_vec());
+            }),
+        ),
+        (
+            "set_bits",
+            one(&|t| {
+                t.collection_set_bits(&c, 2);
+            }),
+        ),
+    ]
+}
+
+/// The transaction every small workload starts with (see [`op_kinds`]).
+pub fn op_kind_setup() -> Transaction {
+    let c = client_colls(0)[0];
+    let a = ObjectId::new(20, "a");
+    let mut t = Transaction::new();
+    t.create_collection(&c, 0)
+        .write(&c, &a, 0, vec![1u8; 6000])
+        .setattr(&c, &a, "k1", b"v1".to_vec())
+        .setattr(&c, &a, "k2", b"v2".to_vec())
+        .omap_setheader(&c, &a, b"hdr".to_vec())
+        .omap_setkeys(
+            &c,
+            &a,
+            [(OmapKey::from(b"k".to_vec()), b"v".to_vec())]
+                .into_iter()
+                .collect(),
+        );
+    t
+}
+
+/// Every crash state of every one-op workload over all op kinds ([`op_kinds`]), of
+/// `pairs` two-op and `triples` three-op workloads drawn from them (`usize::MAX`: every
+/// one; otherwise a seeded sample), each after [`op_kind_setup`] and checked as
+/// [`sim_crash_points`] checks its workloads. Returns the counts.
+pub fn sim_small_workloads(f: &dyn SimStoreFactory, pairs: usize, triples: usize) -> SimStats {
+    let kinds = op_kinds();
+    let n = kinds.len();
+    let mut rng = Rng::new(0x0b5_3e9d);
+    let mut seqs: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+    if pairs == usize::MAX {
+        seqs.extend((0..n * n).map(|k| vec![k / n, k % n]));
+    } else {
+        seqs.extend((0..pairs).map(|_| vec![rng.index(n), rng.index(n)]));
+    }
+    if triples == usize::MAX {
+        seqs.extend((0..n * n * n).map(|k| vec![k / (n * n), k / n % n, k % n]));
+    } else {
+        seqs.extend((0..triples).map(|_| vec![rng.index(n), rng.index(n), rng.index(n)]));
+    }
+    let colls = client_colls(0);
+    let mut stats = SimStats::default();
+    for seq in &seqs {
+        let mut txns = vec![op_kind_setup()];
+        txns.extend(seq.iter().map(|&i| kinds[i].1.clone()));
+        let names: Vec<&str> = seq.iter().map(|&i| kinds[i].0).collect();
+        let mut stream = Stream::scripted(txns);
+        let count = seq.len() + 1;
+        crash_workload(
+            f,
+            &format!("ops {names:?}"),
+            &mut stream,
+            &colls,
+            count,
+            // mkfs is the same for every workload; `sim_crash_points` crashes it.
+            true,
+            &mut rng,
+            &mut stats,
+        );
+    }
+    eprintln!(
+        "simulated-disk crash test of small workloads on {}: {} workloads over {} op kinds, {} crash states ({} unformatted), {} crashes during recovery",
+        f.name(),
+        stats.workloads,
+        n,
+        stats.crash_states,
+        stats.unformatted,
+        stats.recovery_crashes
+    );
+    stats
+}
+
+/// Runs `txns` transactions of `stream` on a fresh simulated disk (with a remount in the
+/// middle), then mounts every crash state of that run (see [`sim_crash_points`]); with
+/// `after_mkfs`, only those after mkfs completed.
+#[allow(clippy::too_many_arguments)]
+fn crash_workload(
+    f: &dyn SimStoreFactory,
+    label: &str,
+    stream: &mut Stream,
+    colls: &[CollectionId],
+    txns: usize,
+    after_mkfs: bool,
+    rng: &mut Rng,
+    stats: &mut SimStats,
+) {
+    {
+        let fs = SimFs::new();
+        let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
         let store = f.create(vfs.clone(), Path::new(SIM_DIR));
         store.mkfs().expect("mkfs");
         let mkfs_done = fs.op_count();
@@ -766,17 +1105,15 @@ pub fn sim_crash_points(
         store.umount().expect("final umount");
         drop(store);
         let total = fs.op_count();
-        for at in 0..=total {
-            for (keep, tear) in variants(&fs, at, &mut rng) {
+        let first = if after_mkfs { mkfs_done + 1 } else { 0 };
+        for at in first..=total {
+            for (keep, tear) in variants(&fs, at, rng) {
                 let img = fs.crash_state(at, &keep, tear);
                 // A pristine copy, for crashing the recovery below.
                 let img_copy = img.crash_state(0, &[], None);
                 stats.crash_states += 1;
-                let what = || {
-                    format!(
-                        "workload {w} (seed {wseed}) crash at op {at}/{total} keeping {keep:?} tear {tear:?}"
-                    )
-                };
+                let what =
+                    || format!("{label} crash at op {at}/{total} keeping {keep:?} tear {tear:?}");
                 let got = recover(f, &img).unwrap_or_else(|e| panic!("{}: {e}", what()));
                 let Some((rstore, st)) = got else {
                     assert!(
@@ -790,7 +1127,7 @@ pub fn sim_crash_points(
                 drop(rstore);
                 let acked = marks.iter().filter(|(_, a)| *a <= at).count();
                 let submitted = marks.iter().filter(|(s, _)| *s <= at).count();
-                let mine = restrict(&st, &colls);
+                let mine = restrict(&st, colls);
                 if !(acked..=submitted).any(|n| *stream.state(n) == mine) {
                     let d = state::diff(stream.state(acked), &mine).unwrap_or_default();
                     panic!(
@@ -812,7 +1149,7 @@ pub fn sim_crash_points(
                     let img3 = img_copy.crash_state(at2, &unsynced[..k], None);
                     match recover(f, &img3) {
                         Ok(Some((_, st3))) => assert_eq!(
-                            restrict(&st3, &colls),
+                            restrict(&st3, colls),
                             mine,
                             "{}: recovery crashed at its op {at2} gave another state",
                             what()
@@ -826,15 +1163,6 @@ pub fn sim_crash_points(
         }
         stats.workloads += 1;
     }
-    eprintln!(
-        "simulated-disk crash test on {}: {} workloads, {} crash states ({} unformatted), {} crashes during recovery",
-        f.name(),
-        stats.workloads,
-        stats.crash_states,
-        stats.unformatted,
-        stats.recovery_crashes
-    );
-    stats
 }
 
 /// Expands to the kill test (`kill_recovery`, 200 iterations unless `OSTORE_KILL_ITERS`
@@ -880,6 +1208,20 @@ macro_rules! sim_crash_tests {
             let (w, n) = if heavy { (96, 12) } else { (16, 8) };
             let stats = $crate::crash::sim_crash_points(&factory, 0x5eed, w, n);
             assert!(stats.crash_states > 100 && stats.recovery_crashes > 0);
+        }
+
+        #[test]
+        fn sim_crash_small_workloads() {
+            let factory = $factory;
+            // Fast tier: every one-op workload over every op kind and a seeded sample of
+            // two- and three-op ones; OSTORE_HEAVY=1: every two-op workload and a larger
+            // sample of three-op ones.
+            let heavy = std::env::var("OSTORE_HEAVY").is_ok();
+            let (pairs, triples) = if heavy { (usize::MAX, 2_000) } else { (60, 30) };
+            let stats = $crate::crash::sim_small_workloads(&factory, pairs, triples);
+            let kinds = $crate::crash::op_kinds().len();
+            assert!(stats.workloads >= kinds + 90);
+            assert!(stats.crash_states > stats.workloads * 10);
         }
     };
 }
