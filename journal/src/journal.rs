@@ -1090,6 +1090,10 @@ impl Inner {
             f.write_at(buf, *off)
                 .map_err(|e| Error::io("write", volume_path(&self.dir, *vol), e))?;
         }
+        // A flush that fails elsewhere meanwhile poisons the journal: no point syncing.
+        if let Some(p) = &self.lock().poisoned {
+            return Err(Error::Poisoned(p.clone()));
+        }
         for vol in syncs {
             let f = self.file(files, *vol)?;
             f.sync_data()

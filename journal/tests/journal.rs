@@ -303,10 +303,18 @@ fn fsync_failure_poisons_and_nothing_after_is_acknowledged() {
         assert!(j.poisoned().is_some());
         assert!(j.append(b"m", b"d").is_err());
         // The fault was one-shot: a retried fsync would now "succeed"; the journal must not
-        // have retried or written after the failure.
+        // retry, nor start a flush after the failure. Flushes already in flight on the
+        // other two workers may still finish (none of them is acknowledged: checked
+        // above): each at most a write per volume it spans, a TOC write and a fdatasync
+        // per volume, so at most 6 operations with these tiny volumes. Close writes no
+        // confirming batch.
         let ops_after = fs.op_count();
         assert!(j.close().is_err());
-        assert_eq!(fs.op_count(), ops_after, "nothing written after poisoning");
+        let extra = fs.op_count() - ops_after;
+        assert!(
+            extra <= 2 * 6,
+            "{extra} operations after poisoning (nth {nth}): more than the flushes in flight"
+        );
         fs.set_fault(None);
         let (j, _, c) = open(dfs, Path::new(DIR), det_opts(1)).unwrap();
         let got: Vec<u64> = c.entries.iter().map(|e| index_of(&e.1)).collect();

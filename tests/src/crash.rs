@@ -635,6 +635,16 @@ macro_rules! failpoint_tests {
             );
         }
     };
+    ($factory:expr, ignore = $why:literal) => {
+        #[test]
+        #[ignore = $why]
+        fn failpoint_recovery() {
+            $crate::crash::failpoint_recovery(
+                &$factory,
+                concat!(module_path!(), "::failpoint_recovery"),
+            );
+        }
+    };
 }
 
 /// Makes stores whose every file lives on a given [`Vfs`] (a simulated disk).
@@ -684,6 +694,16 @@ pub struct SimStats {
     pub crash_states: usize,
     pub unformatted: usize,
     pub recovery_crashes: usize,
+}
+
+impl std::fmt::Display for SimStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} workloads, {} crash states ({} unformatted), {} crashes during recovery",
+            self.workloads, self.crash_states, self.unformatted, self.recovery_crashes
+        )
+    }
 }
 
 const SIM_DIR: &str = "/store";
@@ -781,14 +801,7 @@ pub fn sim_crash_points(
             &mut stats,
         );
     }
-    eprintln!(
-        "simulated-disk crash test on {}: {} workloads, {} crash states ({} unformatted), {} crashes during recovery",
-        f.name(),
-        stats.workloads,
-        stats.crash_states,
-        stats.unformatted,
-        stats.recovery_crashes
-    );
+    eprintln!("simulated-disk crash test on {}: {stats}", f.name());
     stats
 }
 
@@ -1055,13 +1068,8 @@ pub fn sim_small_workloads(f: &dyn SimStoreFactory, pairs: usize, triples: usize
         );
     }
     eprintln!(
-        "simulated-disk crash test of small workloads on {}: {} workloads over {} op kinds, {} crash states ({} unformatted), {} crashes during recovery",
-        f.name(),
-        stats.workloads,
-        n,
-        stats.crash_states,
-        stats.unformatted,
-        stats.recovery_crashes
+        "simulated-disk crash test of small workloads over {n} op kinds on {}: {stats}",
+        f.name()
     );
     stats
 }

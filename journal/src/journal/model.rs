@@ -84,6 +84,20 @@ struct Scenario {
     fired: AtomicUsize,
 }
 
+impl Scenario {
+    fn new(appenders: u64, per: u64) -> Scenario {
+        Scenario {
+            appenders,
+            per,
+            background_blanks: false,
+            trim: false,
+            close_early: false,
+            fault: None,
+            fired: AtomicUsize::new(0),
+        }
+    }
+}
+
 fn run(sc: &Scenario) {
     let fs = SimFs::new();
     Journal::create(&fs, Path::new(DIR), geo()).unwrap();
@@ -252,19 +266,7 @@ fn explore(name: &str, n: usize, sc: Scenario) {
 
 #[test]
 fn appenders_batches_and_workers() {
-    explore(
-        "3 appenders, 2 workers",
-        1_000,
-        Scenario {
-            appenders: 3,
-            per: 2,
-            background_blanks: false,
-            trim: false,
-            close_early: false,
-            fault: None,
-            fired: AtomicUsize::new(0),
-        },
-    );
+    explore("3 appenders, 2 workers", 1_000, Scenario::new(3, 2));
 }
 
 #[test]
@@ -273,13 +275,9 @@ fn trim_and_the_blank_maker_race_appenders() {
         "trim + blank maker",
         1_000,
         Scenario {
-            appenders: 2,
-            per: 3,
             background_blanks: true,
             trim: true,
-            close_early: false,
-            fault: None,
-            fired: AtomicUsize::new(0),
+            ..Scenario::new(2, 3)
         },
     );
 }
@@ -290,13 +288,9 @@ fn shutdown_races_appenders() {
         "shutdown during appends",
         1_000,
         Scenario {
-            appenders: 2,
-            per: 2,
             background_blanks: true,
-            trim: false,
             close_early: true,
-            fault: None,
-            fired: AtomicUsize::new(0),
+            ..Scenario::new(2, 2)
         },
     );
 }
@@ -308,18 +302,13 @@ fn a_failed_flush_acknowledges_nothing_after_it() {
             &format!("fdatasync #{nth} fails once"),
             500,
             Scenario {
-                appenders: 3,
-                per: 2,
-                background_blanks: false,
-                trim: false,
-                close_early: false,
                 fault: Some(Fault {
                     ops: FaultOps::Sync,
                     nth,
                     errno: libc::EIO,
                     persistent: false,
                 }),
-                fired: AtomicUsize::new(0),
+                ..Scenario::new(3, 2)
             },
         );
     }
