@@ -38,9 +38,8 @@ ostore_tests::model_tests!(fs_factory());
 // transaction markers and replay guards) has, rarely, yielded a state that matches no
 // prefix of a client's transactions. Six such defects were found with this test and
 // fixed (regression tests: `replay_*`, `a_crash_inside_a_merge_never_moves_a_remade_source`,
-// `a_truncate_redone_over_a_cut_file_fixes_its_checksums`). A seventh is open: 3,999
-// clean iterations, then a divergence at seed 563999 (docs/RELIABILITY.md). Until long
-// runs are clean it runs only on demand (`cargo test --test filestore -- --ignored kill_recovery`;
+// `a_truncate_redone_over_a_cut_file_fixes_its_checksums`); until long runs are clean it
+// runs only on demand (`cargo test --test filestore -- --ignored kill_recovery`;
 // `OSTORE_KILL_KEEP=DIR` keeps each crashed store for a deterministic replay). btrfs
 // (snapshot rollback) keeps its kill test in CI.
 ostore_tests::kill_tests!(
@@ -49,11 +48,7 @@ ostore_tests::kill_tests!(
 );
 
 /// The failpoint crash test, with checkpoints every 100 ms and at 1 MiB of journal, so
-/// a child that runs for seconds passes every checkpoint, rotation and trim point. It
-/// meets the same open replay defect as the kill test (2026-12-03: a crash at the first
-/// `atomic.before_rename` of a workload, seed 4195418127, recovered to a state matching
-/// no prefix), so it too runs only on demand
-/// (`cargo test --test filestore -- --ignored failpoint_recovery`).
+/// a child that runs for seconds passes every checkpoint, rotation and trim point.
 mod failpoints {
     use super::*;
 
@@ -66,10 +61,7 @@ mod failpoints {
         })
     }
 
-    ostore_tests::failpoint_tests!(
-        fast_checkpoints(),
-        ignore = "known defect: FileStore replay without snapshots can diverge (see the kill test)"
-    );
+    ostore_tests::failpoint_tests!(fast_checkpoints());
 }
 
 fn setup(f: &dyn ostore_tests::StoreFactory) -> ostore_tests::TestStore<'_> {
@@ -252,6 +244,52 @@ fn replay_over_applied(seed: u64, n: usize) {
     }
     let r = store.fsck(true).unwrap();
     assert!(r.is_clean(), "seed {seed}: {r:?}");
+    store.umount().unwrap();
+}
+
+/// Found by the ext4 kill test (seed 563999): replay redid an old clone_range onto a
+/// later incarnation of its destination (removed and made again after it), because
+/// clone_range judged only the destination's guard, not its birth.
+#[test]
+fn replay_never_redoes_a_clone_range_onto_a_later_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let jo = manual_checkpoints();
+    let c = ostore_tests::crash::client_colls(0)[0];
+    let (s, d) = (ObjectId::new(20, "s"), ObjectId::new(20, "d"));
+    let mut txns = Vec::new();
+    let mut t = Transaction::new();
+    t.create_collection(&c, 0).write(&c, &s, 0, vec![7u8; 100]);
+    txns.push(t);
+    let mut t = Transaction::new();
+    t.clone_range(&c, &s, &d, 0, 100, 0);
+    txns.push(t);
+    let mut t = Transaction::new();
+    t.remove(&c, &d);
+    txns.push(t);
+    let mut t = Transaction::new();
+    t.touch(&c, &d);
+    txns.push(t);
+    let mut model = ostore_tests::model::Model::new();
+    let store = filestore(dir.path(), jo.clone(), opts());
+    store.mkfs().unwrap();
+    store.mount().unwrap();
+    let ch = store.create_new_collection(&c).unwrap();
+    for t in txns {
+        model.apply(&t).unwrap();
+        store.apply_transaction(&ch, t).unwrap();
+    }
+    // No checkpoint: the remount replays all four over their applied state.
+    drop(store);
+    let store = filestore(dir.path(), jo, opts());
+    store.mount().unwrap();
+    let st = ostore_tests::state::capture(&store).unwrap();
+    let mine = ostore_tests::crash::restrict(&st, &[c]);
+    assert_eq!(
+        mine,
+        ostore_tests::crash::restrict(&model.state, &[c]),
+        "{}",
+        ostore_tests::state::diff(&model.state, &mine).unwrap_or_default()
+    );
     store.umount().unwrap();
 }
 

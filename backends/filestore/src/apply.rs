@@ -895,10 +895,12 @@ impl Mounted {
     ) -> Result<()> {
         let mut resume = false;
         if replay {
-            let g = self.obj_guard(cid, dst)?;
-            if g.is_some_and(|g| g.covers(pos)) {
+            // Done, or the destination is a later incarnation (born after this op: what
+            // this op wrote into went with an earlier one), as for every other op.
+            if self.obj_done(true, cid, dst, pos)? {
                 return Ok(());
             }
+            let g = self.obj_guard(cid, dst)?;
             resume = g
                 == Some(Guard {
                     pos,
