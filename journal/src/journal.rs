@@ -49,7 +49,10 @@ use crate::scan::{
     list_volumes, parse_name, volume_path, MetaAction, Resume, ScanCallbacks, ScanOutcome, Scanner,
     VolStats,
 };
-use crate::sync::{relock, rewait, Builder, Condvar, JoinHandle, Mutex, MutexGuard, WorkQueue};
+use crate::sync::{
+    relock, rewait, AtomicBool, Builder, Condvar, JoinHandle, Mutex, MutexGuard, Ordering,
+    WorkQueue,
+};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::Position;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -341,6 +344,9 @@ struct Inner {
     magic: u32,
     opts: JournalOptions,
     state: Mutex<State>,
+    /// Set with `State::poisoned`, so flush workers can check it per batch without
+    /// taking the state lock the appenders contend for.
+    failed: AtomicBool,
     space: Condvar,
     deliver: Mutex<()>,
     trim: Mutex<()>,
@@ -530,6 +536,7 @@ impl Journal {
                 wrote: false,
                 tx: Some(tx.clone()),
             }),
+            failed: AtomicBool::new(false),
             space: Condvar::new(),
             deliver: Mutex::new(()),
             trim: Mutex::new(()),
@@ -1000,6 +1007,7 @@ impl Inner {
                 tracing::error!("journal poisoned: {e}");
                 let p = Arc::new(e);
                 st.poisoned = Some(p.clone());
+                self.failed.store(true, Ordering::SeqCst);
                 p
             }
         };
@@ -1050,6 +1058,17 @@ impl Inner {
         }
     }
 
+    /// `Err(Poisoned)` once the journal failed; the state lock only on that rare path.
+    fn check_failed(&self) -> Result<()> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match &self.lock().poisoned {
+            Some(p) => Err(Error::Poisoned(p.clone())),
+            None => Ok(()),
+        }
+    }
+
     fn write_batch(
         &self,
         files: &mut HashMap<u64, Box<dyn VfsFile>>,
@@ -1057,9 +1076,7 @@ impl Inner {
         writes: Vec<(u64, u64, Vec<u8>)>,
         syncs: &[u64],
     ) -> Result<()> {
-        if let Some(p) = &self.lock().poisoned {
-            return Err(Error::Poisoned(p.clone()));
-        }
+        self.check_failed()?;
         if let Some(&min) = syncs.first() {
             files.retain(|&v, _| v + 2 >= min);
         }
@@ -1091,9 +1108,7 @@ impl Inner {
                 .map_err(|e| Error::io("write", volume_path(&self.dir, *vol), e))?;
         }
         // A flush that fails elsewhere meanwhile poisons the journal: no point syncing.
-        if let Some(p) = &self.lock().poisoned {
-            return Err(Error::Poisoned(p.clone()));
-        }
+        self.check_failed()?;
         for vol in syncs {
             let f = self.file(files, *vol)?;
             f.sync_data()

@@ -5,10 +5,14 @@
 //! holding one, so shuttle need not see them.
 
 #[cfg(feature = "shuttle")]
+pub(crate) use shuttle::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "shuttle")]
 pub(crate) use shuttle::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(feature = "shuttle")]
 pub(crate) use shuttle::thread::{Builder, JoinHandle};
 
+#[cfg(not(feature = "shuttle"))]
+pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(feature = "shuttle"))]

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::batch::{BatchOp, WriteBatch};
@@ -39,10 +39,13 @@ struct Inner {
     gate: WriteGate,
     fail_next_sync: AtomicBool,
     save: Option<SaveImage>,
+    /// Held while an image is taken and saved, so two saves never land out of order (an
+    /// older image over a newer, synced one).
+    saving: std::sync::Mutex<()>,
     /// Also save after every this many commits (0: never), as RocksDB flushes a full
     /// memtable on its own: the durable image then runs ahead of the caller's flushes.
     autosave_every: u64,
-    commits: std::sync::atomic::AtomicU64,
+    commits: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -60,7 +63,7 @@ const IMAGE_VERSION: u32 = 1;
 /// The image of a map: magic `OSMEMDB\0`, version (u32 LE), key count (u64 LE), then per key
 /// in order: key length (u32 LE), key, value length (u32 LE), value. No checksum of its own:
 /// the file that holds it carries one.
-pub fn encode_image(map: &BTreeMap<Vec<u8>, Arc<[u8]>>) -> Vec<u8> {
+pub fn encode_image(map: &Map) -> Vec<u8> {
     let bytes: usize = map.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     let mut b = Vec::with_capacity(20 + bytes);
     b.extend_from_slice(IMAGE_MAGIC);
@@ -76,7 +79,7 @@ pub fn encode_image(map: &BTreeMap<Vec<u8>, Arc<[u8]>>) -> Vec<u8> {
 }
 
 /// Decodes [`encode_image`]'s output; any inconsistency is [`Error::Corruption`].
-pub fn decode_image(b: &[u8]) -> Result<BTreeMap<Vec<u8>, Arc<[u8]>>> {
+pub fn decode_image(b: &[u8]) -> Result<Map> {
     let bad = |why: &str| Error::Corruption(format!("in-memory database image: {why}"));
     let mut r = b;
     let mut take = |n: usize, what: &str| -> Result<&[u8]> {
@@ -143,6 +146,7 @@ impl MemoryDb {
         let Some(save) = &self.inner.save else {
             return Ok(());
         };
+        let _one = self.inner.saving.lock().unwrap_or_else(|e| e.into_inner());
         let image = encode_image(&self.view());
         save(&image).map_err(|e| self.inner.gate.poison(Error::Io(e)))
     }

@@ -71,38 +71,34 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(seed: u64, colls: Vec<CollectionId>) -> Stream {
-        let mut model = Model::new();
         // Every stream starts with its first collection, so early transactions do something.
         let mut t = Transaction::new();
         t.create_collection(&colls[0], 0);
-        model.apply(&t).expect("model mkcoll");
-        let states = vec![StoreState::new(), model.state.clone()];
-        Stream {
-            gen: Some(Gen::with_collections(seed, colls)),
-            model,
-            txns: vec![t],
-            valid: vec![true],
-            states,
-        }
+        let mut s = Stream::scripted(vec![t]);
+        s.gen = Some(Gen::with_collections(seed, colls));
+        s
     }
 
     /// A stream of exactly `txns`, with the model's state after each prefix.
     pub fn scripted(txns: Vec<Transaction>) -> Stream {
-        let mut model = Model::new();
-        let mut states = vec![StoreState::new()];
-        let mut valid = Vec::new();
-        for t in &txns {
-            let _ = model.apply(t);
-            valid.push(t.validate().is_ok());
-            states.push(model.state.clone());
-        }
-        Stream {
+        let mut s = Stream {
             gen: None,
-            model,
-            txns,
-            valid,
-            states,
+            model: Model::new(),
+            txns: Vec::new(),
+            valid: Vec::new(),
+            states: vec![StoreState::new()],
+        };
+        for t in txns {
+            s.push(t);
         }
+        s
+    }
+
+    fn push(&mut self, t: Transaction) {
+        let _ = self.model.apply(&t);
+        self.valid.push(t.validate().is_ok());
+        self.txns.push(t);
+        self.states.push(self.model.state.clone());
     }
 
     fn ensure(&mut self, n: usize) {
@@ -114,10 +110,7 @@ impl Stream {
                 );
             };
             let t = gen.txn(&self.model);
-            let _ = self.model.apply(&t);
-            self.valid.push(t.validate().is_ok());
-            self.txns.push(t);
-            self.states.push(self.model.state.clone());
+            self.push(t);
         }
     }
 
@@ -815,196 +808,62 @@ pub fn op_kinds() -> Vec<(&'static str, Transaction)> {
     let (c, d) = (colls[0], colls[1]);
     let a = ObjectId::new(20, "a");
     let b = ObjectId::new(20, "b");
-    let one = |f: &dyn Fn(&mut Transaction)| {
-        let mut t = Transaction::new();
-        f(&mut t);
-        t
-    };
-    let keys = |ks: &[&str]| -> BTreeMap<OmapKey, Vec<u8>> {
-        ks.iter()
-            .map(|k| (OmapKey::from(k.as_bytes().to_vec()), k.as_bytes().to_vec()))
-            .collect()
-    };
+    let key = |k: &str| OmapKey::from(k.as_bytes().to_vec());
+    let attrs: BTreeMap<String, Vec<u8>> =
+        [("x".into(), b"1".to_vec()), ("k1".into(), b"new".to_vec())].into();
+    let keys: BTreeMap<OmapKey, Vec<u8>> =
+        [(key("m"), b"m".to_vec()), (key("z"), b"z".to_vec())].into();
+    // One transaction built by the body, named.
+    macro_rules! kind {
+        ($name:literal, |$t:ident| $body:expr) => {{
+            let mut $t = Transaction::new();
+            $body;
+            ($name, $t)
+        }};
+    }
     vec![
-        (
-            "nop",
-            one(&|t| {
-                t.nop();
-            }),
-        ),
-        (
-            "touch",
-            one(&|t| {
-                t.touch(&c, &b);
-            }),
-        ),
-        (
-            "create",
-            one(&|t| {
-                t.create(&c, &b);
-            }),
-        ),
-        (
-            "write",
-            one(&|t| {
-                t.write(&c, &a, 4000, vec![7u8; 300]);
-            }),
-        ),
-        (
-            "write-new",
-            one(&|t| {
-                t.write(&c, &b, 0, vec![8u8; 5000]);
-            }),
-        ),
-        (
-            "zero",
-            one(&|t| {
-                t.zero(&c, &a, 10, 100);
-            }),
-        ),
-        (
-            "truncate-down",
-            one(&|t| {
-                t.truncate(&c, &a, 5);
-            }),
-        ),
-        (
-            "truncate-up",
-            one(&|t| {
-                t.truncate(&c, &a, 20_000);
-            }),
-        ),
-        (
-            "remove",
-            one(&|t| {
-                t.remove(&c, &a);
-            }),
-        ),
-        (
-            "setattr",
-            one(&|t| {
-                t.setattr(&c, &a, "k3", b"v3".to_vec());
-            }),
-        ),
-        (
-            "setattrs",
-            one(&|t| {
-                let m = [
-                    ("x".to_string(), b"1".to_vec()),
-                    ("k1".to_string(), b"new".to_vec()),
-                ];
-                t.setattrs(&c, &a, m.into_iter().collect());
-            }),
-        ),
-        (
-            "rmattr",
-            one(&|t| {
-                t.rmattr(&c, &a, "k1");
-            }),
-        ),
-        (
-            "rmattrs",
-            one(&|t| {
-                t.rmattrs(&c, &a);
-            }),
-        ),
-        (
-            "clone",
-            one(&|t| {
-                t.clone_obj(&c, &a, &b);
-            }),
-        ),
-        (
-            "clone_range",
-            one(&|t| {
-                t.clone_range(&c, &a, &b, 0, 100, 50);
-            }),
-        ),
-        (
-            "mkcoll",
-            one(&|t| {
-                t.create_collection(&d, 0);
-            }),
-        ),
-        (
-            "rmcoll",
-            one(&|t| {
-                t.remove_collection(&d);
-            }),
-        ),
-        (
-            "omap_clear",
-            one(&|t| {
-                t.omap_clear(&c, &a);
-            }),
-        ),
-        (
-            "omap_setkeys",
-            one(&|t| {
-                t.omap_setkeys(&c, &a, keys(&["m", "z"]));
-            }),
-        ),
-        (
-            "omap_rmkeys",
-            one(&|t| {
-                t.omap_rmkeys(&c, &a, [OmapKey::from(b"k".to_vec())].into_iter().collect());
-            }),
-        ),
-        (
-            "omap_setheader",
-            one(&|t| {
-                t.omap_setheader(&c, &a, b"hdr2".to_vec());
-            }),
-        ),
-        (
-            "omap_rmkeyrange",
-            one(&|t| {
-                t.omap_rmkeyrange(&c, &a, b"a".to_vec(), b"l".to_vec());
-            }),
-        ),
-        (
-            "split",
-            one(&|t| {
-                t.create_collection(&d, 1).split_collection(&c, 1, 1, &d);
-            }),
-        ),
-        (
-            "merge",
-            one(&|t| {
-                t.merge_collection(&d, &c, 0);
-            }),
-        ),
-        (
-            "move_rename",
-            one(&|t| {
-                t.create_collection(&d, 0)
-                    .collection_move_rename(&c, &a, &d, &b);
-            }),
-        ),
-        (
-            "try_rename",
-            one(&|t| {
-                t.try_rename(&c, &a, &b);
-            }),
-        ),
-        (
-            "alloc_hint",
-            one(&|t| {
-                t.set_alloc_hint(&c, &a, 4 << 20, 4096, 0);
-            }),
-        ),
-        (
-            "coll_hint",
-            one(&|t| {
-                t.collection_hint(&c, 1, b"hint".to_vec());
-            }),
-        ),
-        (
-            "set_bits",
-            one(&|t| {
-                t.collection_set_bits(&c, 2);
-            }),
-        ),
+        kind!("nop", |t| t.nop()),
+        kind!("touch", |t| t.touch(&c, &b)),
+        kind!("create", |t| t.create(&c, &b)),
+        kind!("write", |t| t.write(&c, &a, 4000, vec![7u8; 300])),
+        kind!("write-new", |t| t.write(&c, &b, 0, vec![8u8; 5000])),
+        kind!("zero", |t| t.zero(&c, &a, 10, 100)),
+        kind!("truncate-down", |t| t.truncate(&c, &a, 5)),
+        kind!("truncate-up", |t| t.truncate(&c, &a, 20_000)),
+        kind!("remove", |t| t.remove(&c, &a)),
+        kind!("setattr", |t| t.setattr(&c, &a, "k3", b"v3".to_vec())),
+        kind!("setattrs", |t| t.setattrs(&c, &a, attrs.clone())),
+        kind!("rmattr", |t| t.rmattr(&c, &a, "k1")),
+        kind!("rmattrs", |t| t.rmattrs(&c, &a)),
+        kind!("clone", |t| t.clone_obj(&c, &a, &b)),
+        kind!("clone_range", |t| t.clone_range(&c, &a, &b, 0, 100, 50)),
+        kind!("mkcoll", |t| t.create_collection(&d, 0)),
+        kind!("rmcoll", |t| t.remove_collection(&d)),
+        kind!("omap_clear", |t| t.omap_clear(&c, &a)),
+        kind!("omap_setkeys", |t| t.omap_setkeys(&c, &a, keys.clone())),
+        kind!("omap_rmkeys", |t| t.omap_rmkeys(&c, &a, [key("k")].into())),
+        kind!("omap_setheader", |t| t.omap_setheader(
+            &c,
+            &a,
+            b"hdr2".to_vec()
+        )),
+        kind!("omap_rmkeyrange", |t| t.omap_rmkeyrange(
+            &c,
+            &a,
+            b"a".to_vec(),
+            b"l".to_vec()
+        )),
+        kind!("split", |t| t
+            .create_collection(&d, 1)
+            .split_collection(&c, 1, 1, &d)),
+        kind!("merge", |t| t.merge_collection(&d, &c, 0)),
+        kind!("move_rename", |t| t
+            .create_collection(&d, 0)
+            .collection_move_rename(&c, &a, &d, &b)),
+        kind!("try_rename", |t| t.try_rename(&c, &a, &b)),
+        kind!("alloc_hint", |t| t.set_alloc_hint(&c, &a, 4 << 20, 4096, 0)),
+        kind!("coll_hint", |t| t.collection_hint(&c, 1, b"hint".to_vec())),
+        kind!("set_bits", |t| t.collection_set_bits(&c, 2)),
     ]
 }
 
