@@ -58,7 +58,7 @@ use crate::store::{
     Completion, FsckReport, ObjectStat, ObjectStore, OmapContents, OmapIterator, StoreStatfs,
 };
 use crate::superblock::Superblock;
-use crate::transaction::{OmapKey, Transaction};
+use crate::transaction::{OmapKey, Op, Transaction};
 use crate::CollectionHandle;
 
 /// What a backend implements; the driver provides journaling, ordering and replay.
@@ -80,6 +80,35 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies `txn` at `seq` atomically. `Ok(Err(e))`: rejected by the state checks,
     /// nothing changed. `Err(e)`: the backend could not apply (I/O): the store fails stop.
     fn apply(&self, seq: u64, txn: &Transaction) -> Result<Result<()>>;
+    /// Writes at least this long are staged ([`Backend::stage`]) instead of journaled;
+    /// `None` (the default): never. Asked once per `queue_transactions` call.
+    fn stage_threshold(&self) -> Option<u64> {
+        None
+    }
+    /// Puts a large write's data durably (synced, directory entry too) where apply and
+    /// replay find it by the id returned, *before* its journal entry is written, so the
+    /// journal carries only a reference ([`Staged`]). Never over live data: the data is
+    /// linked in by [`Backend::apply_staged`], which is idempotent. Called without the
+    /// submit lock, concurrently from many clients.
+    fn stage(&self, _data: &[u8]) -> Result<u64> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this backend does not stage writes",
+        ))
+    }
+    /// Reads staged data back, for replay; exactly `len` bytes or an error.
+    fn read_staged(&self, _id: u64, _len: u64) -> Result<Vec<u8>> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this backend does not stage writes",
+        ))
+    }
+    /// [`Backend::apply`] of a transaction some of whose writes were staged (`staged`:
+    /// those of this transaction). The writes still carry their data, so a backend may
+    /// ignore the staging and write it.
+    fn apply_staged(&self, seq: u64, txn: &Transaction, _staged: &[Staged]) -> Result<Result<()>> {
+        self.apply(seq, txn)
+    }
     /// Makes every applied transaction durable; `seq` is the last one applied.
     fn checkpoint(&self, seq: u64) -> Result<()>;
     /// Called first, with applies quiesced exactly at `seq`. A backend that captures
@@ -287,30 +316,133 @@ pub fn decode_entry_meta(meta: &[u8]) -> Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-fn encode_entry(txns: &[Transaction]) -> Result<Vec<u8>> {
+/// A write whose data the backend staged before journaling: op `op` of transaction
+/// `txn` of the entry (an `Op::Write`, journaled with empty data), its `len` bytes in the
+/// backend's staged object `id`, with CRC32C `crc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staged {
+    pub txn: u32,
+    pub op: u32,
+    pub id: u64,
+    pub len: u64,
+    pub crc: u32,
+}
+
+const STAGED_MAGIC: [u8; 4] = *b"OSG1";
+/// Bytes of one encoded [`Staged`].
+const STAGED_BYTES: usize = 28;
+
+/// An entry's data: `u32` count, the encoded transactions, then, when some writes were
+/// staged, `OSG1`, a `u32` count and the [`Staged`] records (docs/FORMATS.md).
+fn encode_entry(txns: &[Transaction], staged: &[Staged]) -> Result<Vec<u8>> {
     let mut e = Encoder::new();
     e.u32(txns.len() as u32);
-    for t in txns {
-        let b = t.encode()?;
+    for (i, t) in txns.iter().enumerate() {
+        let mine: Vec<u32> = staged
+            .iter()
+            .filter(|s| s.txn == i as u32)
+            .map(|s| s.op)
+            .collect();
+        let b = if mine.is_empty() {
+            t.encode()?
+        } else {
+            stripped(t, &mine).encode()?
+        };
         e.bytes(&b);
+    }
+    if !staged.is_empty() {
+        e.raw(&STAGED_MAGIC);
+        e.u32(staged.len() as u32);
+        for s in staged {
+            e.u32(s.txn);
+            e.u32(s.op);
+            e.u64(s.id);
+            e.u64(s.len);
+            e.u32(s.crc);
+        }
     }
     Ok(e.into_inner())
 }
 
-/// Decodes an entry's data: the transactions of one `queue_transactions` call.
-pub fn decode_entry(data: &[u8]) -> Result<Vec<Transaction>> {
+/// `t` with the data of the writes at `ops` left out (it is staged).
+fn stripped(t: &Transaction, ops: &[u32]) -> Transaction {
+    let out = t
+        .ops()
+        .iter()
+        .enumerate()
+        .map(|(i, op)| match op {
+            Op::Write {
+                cid,
+                oid,
+                off,
+                fadvise,
+                ..
+            } if ops.contains(&(i as u32)) => Op::Write {
+                cid: *cid,
+                oid: oid.clone(),
+                off: *off,
+                data: Vec::new(),
+                fadvise: *fadvise,
+            },
+            op => op.clone(),
+        })
+        .collect();
+    Transaction::from_ops(out)
+}
+
+/// Decodes an entry's data: the transactions of one `queue_transactions` call (staged
+/// writes with empty data) and the staged writes.
+pub fn decode_entry_staged(data: &[u8]) -> Result<(Vec<Transaction>, Vec<Staged>)> {
     let mut d = Decoder::new(data);
     let n = d.count(4, "transactions in entry")?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(Transaction::decode(d.bytes("transaction")?)?);
     }
+    let mut staged: Vec<Staged> = Vec::new();
     if d.remaining() != 0 {
-        return Err(Error::corrupt(
-            "trailing bytes after the transactions of a journal entry",
-        ));
+        if d.take(4, "staged-writes magic")? != STAGED_MAGIC {
+            return Err(Error::corrupt(
+                "trailing bytes after the transactions of a journal entry",
+            ));
+        }
+        let k = d.count(STAGED_BYTES, "staged writes")?;
+        for _ in 0..k {
+            let s = Staged {
+                txn: d.u32("staged txn")?,
+                op: d.u32("staged op")?,
+                id: d.u64("staged id")?,
+                len: d.u64("staged len")?,
+                crc: d.u32("staged crc")?,
+            };
+            let op = out
+                .get(s.txn as usize)
+                .and_then(|t| t.ops().get(s.op as usize));
+            let fits = matches!(op, Some(Op::Write { off, data, .. })
+                if data.is_empty()
+                    && s.len > 0
+                    && s.len <= crate::limits::MAX_WRITE_LEN as u64
+                    && off.checked_add(s.len).is_some_and(|e| e <= crate::limits::MAX_OBJECT_SIZE));
+            if !fits || staged.iter().any(|o| (o.txn, o.op) == (s.txn, s.op)) {
+                return Err(Error::corrupt(format!(
+                    "staged write record (transaction {}, op {}) names no empty write of the entry",
+                    s.txn, s.op
+                )));
+            }
+            staged.push(s);
+        }
+        if d.remaining() != 0 {
+            return Err(Error::corrupt(
+                "trailing bytes after the staged writes of a journal entry",
+            ));
+        }
     }
-    Ok(out)
+    Ok((out, staged))
+}
+
+/// Decodes an entry's data: its transactions (staged writes with empty data).
+pub fn decode_entry(data: &[u8]) -> Result<Vec<Transaction>> {
+    decode_entry_staged(data).map(|(t, _)| t)
 }
 
 /// Reads the recorded checkpoint seq (0 when none was ever written).
@@ -339,6 +471,7 @@ type Task = Box<dyn FnOnce() + Send>;
 /// What an entry carries to its apply.
 struct Entry {
     txns: Vec<Transaction>,
+    staged: Vec<Staged>,
     on_applied: Option<crate::store::Callback>,
 }
 
@@ -363,6 +496,11 @@ struct Shared<B: Backend> {
     ckpt_lock: Mutex<()>,
     /// Objects whose checksums failed on a read or a scrub.
     quarantine: Quarantine,
+    /// Bytes staged since the last checkpoint began. They count with the journal's
+    /// volumes toward the checkpoint trigger and the submit throttle: staged files live
+    /// until a checkpoint covers them, so without this a stream of large writes (which
+    /// barely fill the journal) would pile them up until the timer fired.
+    staged_pending: std::sync::atomic::AtomicU64,
 }
 
 struct Running<B: Backend> {
@@ -498,7 +636,7 @@ impl<B: Backend> Shared<B> {
     /// Apply worker: drains one sequencer in order.
     fn drain(&self, sq: &Arc<Sequencer>) {
         while let Some(p) = self.sched.next(sq) {
-            let outcome = self.apply_entry(p.seq, &p.payload.txns);
+            let outcome = self.apply_entry(p.seq, &p.payload.txns, &p.payload.staged);
             self.sched.finish(sq, p.seq);
             if let Some(cb) = p.payload.on_applied {
                 self.finish(Box::new(move || cb(outcome)));
@@ -507,11 +645,11 @@ impl<B: Backend> Shared<B> {
     }
 
     /// Applies one entry's transactions; returns what `on_applied` reports.
-    fn apply_entry(&self, seq: u64, txns: &[Transaction]) -> Result<()> {
+    fn apply_entry(&self, seq: u64, txns: &[Transaction], staged: &[Staged]) -> Result<()> {
         self.check()?;
         let mut outcome = Ok(());
-        for t in txns {
-            match self.backend.apply(seq, t) {
+        for (i, t) in txns.iter().enumerate() {
+            match apply_one(&self.backend, seq, i, t, staged) {
                 Ok(Ok(())) => {}
                 Ok(Err(rejected)) => {
                     if outcome.is_ok() {
@@ -527,6 +665,40 @@ impl<B: Backend> Shared<B> {
         outcome
     }
 
+    /// Stages the large writes of `txns` ([`Backend::stage`]) before they are journaled.
+    /// A failure to stage is an I/O failure: the store fails stop (the staged files
+    /// already written are never referenced and go at the next mount).
+    fn stage(&self, txns: &[Transaction]) -> Result<Vec<Staged>> {
+        let Some(min) = self.backend.stage_threshold() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (ti, t) in txns.iter().enumerate() {
+            // A transaction too big to journal whole stays whole, so it is refused
+            // exactly as on every other backend.
+            if t.data_bytes() >= crate::limits::MAX_TRANSACTION_BYTES / 2 {
+                continue;
+            }
+            for (oi, op) in t.ops().iter().enumerate() {
+                let Op::Write { data, .. } = op else { continue };
+                if (data.len() as u64) < min.max(1) {
+                    continue;
+                }
+                let id = self.backend.stage(data).inspect_err(|e| self.fail(e))?;
+                self.staged_pending
+                    .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                out.push(Staged {
+                    txn: ti as u32,
+                    op: oi as u32,
+                    id,
+                    len: data.len() as u64,
+                    crc: crc32c::crc32c(data),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Makes the backend durable through the highest durable seq and trims the journal.
     fn checkpoint(&self, journal: &Journal) -> Result<u64> {
         let _serial = lock(&self.ckpt_lock);
@@ -537,6 +709,11 @@ impl<B: Backend> Shared<B> {
                 Error::failed("checkpoint interrupted by a failure".to_string())
             }));
         };
+        // Roughly what this checkpoint releases (a stage racing with it counts as
+        // covered; the next checkpoint takes it).
+        let staged = self
+            .staged_pending
+            .load(std::sync::atomic::Ordering::Relaxed);
         // A backend that captured the cut (MemStore clones its state) lets applies go on
         // while it makes the capture durable.
         let captured = self.backend.checkpoint_capture(cp);
@@ -547,6 +724,8 @@ impl<B: Backend> Shared<B> {
         let r = captured.and_then(|_| self.checkpoint_at(journal, cp));
         if r.is_ok() {
             self.sched.mark_checkpointed(cp);
+            self.staged_pending
+                .fetch_sub(staged, std::sync::atomic::Ordering::Relaxed);
         }
         self.release_hold();
         if let Err(e) = &r {
@@ -586,8 +765,12 @@ impl<B: Backend> Shared<B> {
         Ok(())
     }
 
+    /// Bytes a checkpoint would free: live journal volumes and staged data.
     fn journal_bytes(&self, journal: &Journal) -> u64 {
         journal.volumes().len() as u64 * journal.geometry().volume_size
+            + self
+                .staged_pending
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -640,9 +823,10 @@ impl<B: Backend> ScanCallbacks for Replayer<'_, B> {
         let Some(seq) = self.want.take() else {
             return ControlFlow::Continue(());
         };
-        let r = decode_entry(&self.data).and_then(|txns| {
-            for t in &txns {
-                if let Err(rej) = self.backend.apply(seq, t)? {
+        let r = decode_entry_staged(&self.data).and_then(|(txns, staged)| {
+            let txns = load_staged(self.backend, txns, &staged)?;
+            for (i, t) in txns.iter().enumerate() {
+                if let Err(rej) = apply_one(self.backend, seq, i, t, &staged)? {
                     tracing::debug!(seq, error = %rej, "replayed transaction rejected again");
                     self.rejected += 1;
                 }
@@ -661,6 +845,52 @@ impl<B: Backend> ScanCallbacks for Replayer<'_, B> {
             }
         }
     }
+}
+
+/// Applies transaction `i` of entry `seq`, telling the backend which of its writes
+/// were staged.
+fn apply_one<B: Backend>(
+    b: &B,
+    seq: u64,
+    i: usize,
+    t: &Transaction,
+    staged: &[Staged],
+) -> Result<Result<()>> {
+    if staged.iter().any(|s| s.txn as usize == i) {
+        let mine: Vec<Staged> = staged
+            .iter()
+            .filter(|s| s.txn as usize == i)
+            .copied()
+            .collect();
+        b.apply_staged(seq, t, &mine)
+    } else {
+        b.apply(seq, t)
+    }
+}
+
+/// Replay: puts the staged data back into the writes that left it out, each checked
+/// against its recorded length and CRC32C (a mismatch is corruption, never wrong bytes).
+fn load_staged<B: Backend>(
+    b: &B,
+    mut txns: Vec<Transaction>,
+    staged: &[Staged],
+) -> Result<Vec<Transaction>> {
+    for s in staged {
+        let data = b.read_staged(s.id, s.len)?;
+        if data.len() as u64 != s.len || crc32c::crc32c(&data) != s.crc {
+            return Err(Error::corrupt(format!(
+                "staged write {:016x} ({} bytes) does not match its journal record",
+                s.id, s.len
+            )));
+        }
+        let t = &mut txns[s.txn as usize];
+        let mut ops = std::mem::take(t).into_ops();
+        if let Some(Op::Write { data: d, .. }) = ops.get_mut(s.op as usize) {
+            *d = data;
+        }
+        *t = Transaction::from_ops(ops);
+    }
+    Ok(txns)
 }
 
 /// What a mount found.
@@ -930,6 +1160,7 @@ impl<B: Backend> JournaledStore<B> {
             ckpt_cv: Condvar::new(),
             ckpt_lock: Mutex::new(()),
             quarantine,
+            staged_pending: std::sync::atomic::AtomicU64::new(0),
         });
         let journal = Arc::new(journal);
         let stop = Arc::new(Mutex::new(false));
@@ -1299,7 +1530,6 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             t.validate()
                 .map_err(|e| e.context(format!("transaction {i}")))?;
         }
-        let data = encode_entry(&txns)?;
         self.with(|r| {
             let sh = &r.shared;
             // Throttle instead of failing when the journal is over budget.
@@ -1314,6 +1544,8 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
                 Some(_) => self.sequencer(r, ch.cid()),
                 None => return Err(Error::invalid("collection handle belongs to another store")),
             };
+            let staged = sh.stage(&txns)?;
+            let data = encode_entry(&txns, &staged)?;
             let Completion {
                 on_applied,
                 on_commit,
@@ -1321,7 +1553,11 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             let mut next = lock(&r.submit);
             let seq = *next;
             let shared = sh.clone();
-            let p = Entry { txns, on_applied };
+            let p = Entry {
+                txns,
+                staged,
+                on_applied,
+            };
             let sq2 = sq.clone();
             let parallel = sh.opts.mode == JournalMode::Parallel;
             // Writeahead: the entry applies once durable, from the journal's callback.

@@ -46,6 +46,10 @@ ostore_tests::conformance_tests!(btrfs!());
 ostore_tests::model_tests!(btrfs!());
 ostore_tests::kill_tests!(btrfs!());
 
+#[macro_use]
+mod staged;
+staged_tests!(btrfs_factory().is_some());
+
 fn snapshots(dir: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()

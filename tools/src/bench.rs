@@ -215,8 +215,10 @@ fn pg(i: usize) -> CollectionId {
     CollectionId::pg(1, (i as u32) % PGS)
 }
 
-/// The store a benchmark formats: a backend name, or `kvstore-wal` (KeyValueStore with
-/// RocksDB's own WAL on as well as the journal, for the double-logging comparison).
+/// The store a benchmark formats: a backend name, `kvstore-wal` (KeyValueStore with
+/// RocksDB's own WAL on as well as the journal, for the double-logging comparison), or
+/// `filestore-nostage` (FileStore journaling every byte of large writes too, for the
+/// staged-write comparison).
 fn bench_store(
     backend: &str,
     dir: &Path,
@@ -231,6 +233,18 @@ fn bench_store(
             ostore_kvstore::KvStoreOptions {
                 engine: ostore_kvstore::Engine::RocksDb { wal: true },
                 ..ostore_kvstore::KvStoreOptions::default()
+            },
+        )));
+    }
+    if backend == "filestore-nostage" {
+        let mut j = ostore_os::journaling::JournalingOptions::default();
+        tune(&mut j);
+        return Ok(Arc::new(ostore_filestore::filestore(
+            dir,
+            j,
+            ostore_filestore::FileStoreOptions {
+                stage_min_bytes: None,
+                ..ostore_filestore::FileStoreOptions::default()
             },
         )));
     }

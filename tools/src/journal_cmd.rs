@@ -9,7 +9,7 @@ use std::path::Path;
 use ostore_journal::{
     dump_volume, read_info, volume_path, MetaAction, Position, RealFs, ScanCallbacks, Tail,
 };
-use ostore_os::journaling::{decode_entry, decode_entry_meta, journal_error};
+use ostore_os::journaling::{decode_entry_meta, decode_entry_staged, journal_error};
 use ostore_os::json::op_to_json;
 use ostore_os::Result;
 use serde_json::{json, Value};
@@ -36,9 +36,23 @@ impl ScanCallbacks for Collect {
                     Ok(s) => e["seq"] = json!(s),
                     Err(err) => e["error"] = json!(err.to_string()),
                 }
-                match decode_entry(&self.data) {
-                    Ok(txns) => {
+                match decode_entry_staged(&self.data) {
+                    Ok((txns, staged)) => {
                         e["transactions"] = json!(txns.len());
+                        if !staged.is_empty() {
+                            // Writes whose data went to the store's staging area
+                            // before the entry (docs/FORMATS.md, "Staged writes").
+                            e["staged"] = json!(staged
+                                .iter()
+                                .map(|s| json!({
+                                    "transaction": s.txn,
+                                    "op": s.op,
+                                    "id": format!("{:016x}", s.id),
+                                    "length": s.len,
+                                    "crc32c": s.crc,
+                                }))
+                                .collect::<Vec<_>>());
+                        }
                         let names: Vec<Value> = txns
                             .iter()
                             .map(|t| {

@@ -600,7 +600,11 @@ impl Mounted {
                 }
                 if let Some((f, onum)) = self.ensure_obj(cid, oid, pos)? {
                     if !data.is_empty() {
-                        f.write_all_at(data, *off).map_err(|e| ioe(e, "write"))?;
+                        let staged = self.staged_now.iter().find(|s| s.0 == pos.op);
+                        match staged.zip(self.stage.as_ref()) {
+                            Some(((_, id), area)) => self.link_staged(&f, area, *id, *off, data)?,
+                            None => f.write_all_at(data, *off).map_err(|e| ioe(e, "write"))?,
+                        }
                         self.update_csums(
                             &f,
                             &onum,
@@ -778,6 +782,44 @@ impl Mounted {
                 old_oid,
                 new_oid,
             } => self.rename(pos, replay, cid, old_oid, cid, new_oid)?,
+        }
+        Ok(())
+    }
+
+    /// A staged write: reflinks the staged copy of `data` over `[off, off+len)` of `f`,
+    /// so its bytes are not written again; what reflink cannot take (an unaligned
+    /// offset, a tail short of a block that does not reach the end of the file) is
+    /// written from `data`. Redone on replay, it leaves the same bytes.
+    fn link_staged(
+        &self,
+        f: &File,
+        area: &crate::stage::StageArea,
+        id: u64,
+        off: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let bs = self.fs.block_size;
+        let len = data.len() as u64;
+        if !off.is_multiple_of(bs) {
+            return f.write_all_at(data, off).map_err(|e| ioe(e, "write"));
+        }
+        let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
+        let whole = len.is_multiple_of(bs) || off + len >= size;
+        let linked = if whole { len } else { len / bs * bs };
+        if linked > 0 {
+            let src = area.open_staged(id).map_err(|e| {
+                ioe(
+                    e,
+                    format!("opening staged file {}", area.path(id).display()),
+                )
+            })?;
+            self.fs
+                .clone_range(f, &src, 0, linked, off)
+                .map_err(|e| ioe(e, "linking a staged write"))?;
+        }
+        if linked < len {
+            f.write_all_at(&data[linked as usize..], off + linked)
+                .map_err(|e| ioe(e, "write"))?;
         }
         Ok(())
     }

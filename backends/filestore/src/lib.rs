@@ -22,6 +22,7 @@ pub mod fsback;
 pub mod fsck;
 pub mod index;
 pub mod names;
+pub mod stage;
 pub mod sys;
 pub mod testfs;
 
@@ -45,6 +46,7 @@ use ostore_os::{
 use crate::fsback::{BtrfsSnapshots, FsKind, FsOps, SnapshotOps, ZfsCommand, ZfsSnapshots};
 use crate::index::{dir_path, CollIndex};
 use crate::names::{Guard, Parsed, Pos};
+use crate::stage::StageArea;
 
 pub const STORE_TYPE: &str = "filestore";
 
@@ -89,6 +91,10 @@ pub struct FileStoreOptions {
     pub snapshots: bool,
     /// Largest attr value kept in an xattr; `None`: the filesystem's default.
     pub inline_xattr_max: Option<u32>,
+    /// Writes at least this long are staged (written once, then reflinked into place)
+    /// instead of journaled, where reflink works; `None`: never. Read at every mount,
+    /// not kept in the superblock.
+    pub stage_min_bytes: Option<u64>,
 }
 
 impl Default for FileStoreOptions {
@@ -97,6 +103,7 @@ impl Default for FileStoreOptions {
             split_threshold: 320,
             snapshots: true,
             inline_xattr_max: None,
+            stage_min_bytes: Some(stage::STAGE_MIN_BYTES),
         }
     }
 }
@@ -247,7 +254,13 @@ pub struct FileBackend {
     data: PathBuf,
     vfs: Arc<dyn Vfs>,
     state: RwLock<Option<Mounted>>,
+    /// The staging area and the staging threshold (`None`: writes are not staged),
+    /// outside `state` so staging never waits for an apply.
+    staging: RwLock<Option<Staging>>,
 }
+
+/// The staging area of a mounted store, and the staging threshold.
+type Staging = (Arc<StageArea>, Option<u64>);
 
 /// A mounted FileStore.
 pub struct Mounted {
@@ -266,6 +279,10 @@ pub struct Mounted {
     /// it: together they make object numbers unique forever.
     pub(crate) epoch: u64,
     pub(crate) onum_counter: u64,
+    /// Where staged writes are read from (`None` in mkfs).
+    pub(crate) stage: Option<Arc<StageArea>>,
+    /// (op index, staged id) of the staged writes of the transaction being applied.
+    pub(crate) staged_now: Vec<(u32, u64)>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -708,6 +725,21 @@ impl FileBackend {
             .map_err(|_| Error::failed("filestore lock poisoned"))
     }
 
+    fn staging_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, Option<Staging>>> {
+        self.staging
+            .write()
+            .map_err(|_| Error::failed("filestore lock poisoned"))
+    }
+
+    fn stage_area(&self) -> Result<Arc<StageArea>> {
+        self.staging
+            .read()
+            .map_err(|_| Error::failed("filestore lock poisoned"))?
+            .as_ref()
+            .map(|(a, _)| a.clone())
+            .ok_or_else(|| Error::not_mounted("filestore backend is not mounted"))
+    }
+
     fn write_state(&self) -> Result<RwLockWriteGuard<'_, Option<Mounted>>> {
         self.state
             .write()
@@ -811,6 +843,7 @@ impl Backend for FileBackend {
             data: data_path.to_path_buf(),
             vfs,
             state: RwLock::new(None),
+            staging: RwLock::new(None),
         }
     }
 
@@ -885,6 +918,8 @@ impl Backend for FileBackend {
             committed: u64::MAX,
             epoch: 0,
             onum_counter: 0,
+            stage: None,
+            staged_now: Vec::new(),
         };
         let mut m = m;
         m.write_seq(0)?;
@@ -961,12 +996,23 @@ impl Backend for FileBackend {
             }
         }
         std::fs::create_dir_all(current.join("tmp")).map_err(|e| ioe(e, "creating tmp"))?;
+        let fs = FsOps::new(sb.fs, bs);
+        let area =
+            Arc::new(StageArea::open(&self.data, epoch).map_err(|e| ioe(e, "opening staging/"))?);
+        let stage_min = lock(registry())
+            .get(&self.data)
+            .cloned()
+            .unwrap_or_default()
+            .stage_min_bytes
+            .filter(|_| {
+                fs.reflink_enabled() && stage::reflink_works(&self.data.join(stage::STAGE_DIR), bs)
+            });
         let m = Mounted {
             data: self.data.clone(),
             current,
             vfs: self.vfs.clone(),
             kv,
-            fs: FsOps::new(sb.fs, bs),
+            fs,
             snaps,
             sb,
             colls,
@@ -974,6 +1020,8 @@ impl Backend for FileBackend {
             committed,
             epoch,
             onum_counter: 0,
+            stage: Some(area.clone()),
+            staged_now: Vec::new(),
         };
         if m.snaps.is_none() {
             m.clean_tmp(committed)?;
@@ -982,10 +1030,12 @@ impl Backend for FileBackend {
             m.clean_tmp(u64::MAX)?;
         }
         *self.write_state()? = Some(m);
+        *self.staging_state()? = Some((area, stage_min));
         Ok(committed)
     }
 
     fn umount(&self) -> Result<()> {
+        self.staging_state()?.take();
         let m = self.write_state()?.take();
         if let Some(m) = m {
             m.kv.flush().map_err(kve)?;
@@ -1014,7 +1064,65 @@ impl Backend for FileBackend {
         let m = g
             .as_mut()
             .ok_or_else(|| Error::not_mounted("filestore backend is not mounted"))?;
-        m.checkpoint(seq)
+        m.checkpoint(seq)?;
+        if let Some(a) = &m.stage {
+            a.release(seq)
+                .map_err(|e| ioe(e, "removing staged files a checkpoint covers"))?;
+        }
+        Ok(())
+    }
+
+    fn stage_threshold(&self) -> Option<u64> {
+        self.staging.read().ok()?.as_ref()?.1
+    }
+
+    fn stage(&self, data: &[u8]) -> Result<u64> {
+        self.stage_area()?
+            .stage(data)
+            .map_err(|e| ioe(e, "staging a large write"))
+    }
+
+    fn read_staged(&self, id: u64, len: u64) -> Result<Vec<u8>> {
+        let area = self.stage_area()?;
+        area.read(id, len).map_err(|e| {
+            let what = format!("staged file {}", area.path(id).display());
+            match e.kind() {
+                // The journal names it, so it must be there, whole.
+                io::ErrorKind::NotFound
+                | io::ErrorKind::InvalidData
+                | io::ErrorKind::UnexpectedEof => Error::corrupt(format!("{what}: {e}")),
+                _ => ioe(e, what),
+            }
+        })
+    }
+
+    fn apply_staged(
+        &self,
+        seq: u64,
+        txn: &Transaction,
+        staged: &[ostore_os::journaling::Staged],
+    ) -> Result<Result<()>> {
+        let tidx = apply::next_txn_index(seq);
+        let mut g = self.write_state()?;
+        let m = g
+            .as_mut()
+            .ok_or_else(|| Error::not_mounted("filestore backend is not mounted"))?;
+        m.staged_now = staged.iter().map(|s| (s.op, s.id)).collect();
+        let r = m.apply_txn(
+            Pos {
+                seq,
+                txn: tidx,
+                op: 0,
+            },
+            txn,
+        );
+        m.staged_now.clear();
+        if let Some(a) = &m.stage {
+            for s in staged {
+                a.linked(seq, s.id);
+            }
+        }
+        r
     }
 
     fn fsck(&self, deep: bool) -> Result<FsckReport> {

@@ -1,0 +1,230 @@
+//! Staged large writes: the data of a write of at least [`STAGE_MIN_BYTES`] goes once to
+//! disk, into a file of `<data>/staging/` that is synced (with its directory entry)
+//! before the journal entry, which then carries only a reference to it
+//! ([`ostore_os::journaling::Staged`]). Apply, and replay after a crash, link the staged
+//! range into the object by reflink (FICLONERANGE), which is idempotent like a write,
+//! so the data is never written a second time. Only where reflink works (XFS with
+//! reflink, btrfs); elsewhere large writes stay in the journal.
+//!
+//! What this module owns: the staging directory, staged file names (the 16-hex-digit
+//! id: mount epoch << 32 | a per-mount counter, so ids never repeat), and their
+//! lifetime. A staged file lives until a checkpoint covers the transaction that linked
+//! it (from then on replay never reads it again); files found at mount are needed only
+//! by the replay that follows, and go at the first checkpoint after it. A released file
+//! is kept for reuse (renamed `f` + 16 hex digits, up to [`POOL_FILES`] of at most
+//! [`POOL_FILE_MAX`] bytes): the next stage renames it to its new id and overwrites
+//! it, so its pages are already in the page cache and its name needs no new inode
+//! (the object keeps the old blocks: reflinked extents are copy-on-write). The directory
+//! sits beside `current/`, not in it, so a btrfs rollback of `current/` to its last
+//! snapshot keeps the staged data the journal after that snapshot refers to.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::fsback::read_full;
+
+/// The staging directory, under the data directory.
+pub const STAGE_DIR: &str = "staging";
+/// The default smallest write that is staged rather than journaled: below it, the
+/// second sync of a staged write (its file, then the journal) costs more than writing
+/// the bytes twice.
+pub const STAGE_MIN_BYTES: u64 = 1 << 20;
+/// Released staged files kept for reuse.
+pub const POOL_FILES: usize = 64;
+/// Larger released files are removed rather than kept (a kept file may come to hold
+/// the only reference to its blocks once the objects sharing them are gone: the pool
+/// holds at most `POOL_FILES * POOL_FILE_MAX` = 256 MiB of such space).
+pub const POOL_FILE_MAX: u64 = 4 << 20;
+
+/// The staging directory of a mounted store.
+#[derive(Debug)]
+pub(crate) struct StageArea {
+    dir: PathBuf,
+    dir_file: File,
+    next: AtomicU64,
+    limit: u64,
+    /// (seq, id) of staged files linked by applied transactions not yet checkpointed.
+    linked: Mutex<Vec<(u64, u64)>>,
+    /// Staged files found at mount.
+    leftovers: Mutex<Vec<u64>>,
+    /// Released files ready for reuse, and the counter that names them.
+    pool: Mutex<(Vec<u64>, u64)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn parse_id(name: &str) -> Option<u64> {
+    (name.len() == 16)
+        .then(|| u64::from_str_radix(name, 16).ok())
+        .flatten()
+}
+
+impl StageArea {
+    /// Opens (making it if needed) the staging directory of the store in `data`, for
+    /// mount epoch `epoch` (which must be below 2^32).
+    pub(crate) fn open(data: &Path, epoch: u64) -> io::Result<StageArea> {
+        let dir = data.join(STAGE_DIR);
+        if !dir.exists() {
+            std::fs::create_dir(&dir)?;
+            crate::sys::open_dir(data)?.sync_all()?;
+        }
+        let mut leftovers = Vec::new();
+        let mut pool = Vec::new();
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_str().unwrap_or("");
+            match (parse_id(name), name.strip_prefix('f').and_then(parse_id)) {
+                (Some(id), _) => leftovers.push(id),
+                (_, Some(k)) => pool.push(k),
+                _ => tracing::warn!(name, "unknown file in staging/"),
+            }
+        }
+        let pool_next = pool.iter().max().map_or(0, |k| k + 1);
+        let base = epoch
+            .checked_shl(32)
+            .filter(|_| epoch < 1 << 32)
+            .ok_or_else(|| io::Error::other("mount epoch too large for staged ids"))?;
+        Ok(StageArea {
+            dir_file: crate::sys::open_dir(&dir)?,
+            dir,
+            next: AtomicU64::new(base),
+            limit: base | 0xffff_ffff,
+            linked: Mutex::new(Vec::new()),
+            leftovers: Mutex::new(leftovers),
+            pool: Mutex::new((pool, pool_next)),
+        })
+    }
+
+    pub(crate) fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:016x}"))
+    }
+
+    fn pool_path(&self, k: u64) -> PathBuf {
+        self.dir.join(format!("f{k:016x}"))
+    }
+
+    /// Writes `data` to a new staged file and makes it and its name durable.
+    pub(crate) fn stage(&self, data: &[u8]) -> io::Result<u64> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        if id > self.limit {
+            return Err(io::Error::other("staged ids of this mount are used up"));
+        }
+        let p = self.path(id);
+        let reused = lock(&self.pool).0.pop();
+        let f = match reused {
+            Some(k) => {
+                std::fs::rename(self.pool_path(k), &p)?;
+                std::fs::OpenOptions::new().write(true).open(&p)?
+            }
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)?,
+        };
+        f.write_all_at(data, 0)?;
+        if reused.is_some() && f.metadata()?.len() > data.len() as u64 {
+            f.set_len(data.len() as u64)?;
+        }
+        f.sync_data()?;
+        self.dir_file.sync_all()?;
+        Ok(id)
+    }
+
+    /// Opens a staged file for reading.
+    pub(crate) fn open_staged(&self, id: u64) -> io::Result<File> {
+        File::open(self.path(id))
+    }
+
+    /// Reads a whole staged file, which must hold exactly `len` bytes.
+    pub(crate) fn read(&self, id: u64, len: u64) -> io::Result<Vec<u8>> {
+        let f = self.open_staged(id)?;
+        let have = f.metadata()?.len();
+        if have != len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "staged file {} holds {have} bytes, its journal record {len}",
+                    self.path(id).display()
+                ),
+            ));
+        }
+        let n = usize::try_from(len).map_err(|_| io::Error::other("staged file too large"))?;
+        let mut buf = vec![0u8; n];
+        if read_full(&f, &mut buf, 0)? != n {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("staged file {} is short", self.path(id).display()),
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// Notes that the transaction at `seq` linked staged file `id`.
+    pub(crate) fn linked(&self, seq: u64, id: u64) {
+        lock(&self.linked).push((seq, id));
+    }
+
+    /// After a durable checkpoint at `seq`: removes the staged files no replay can read
+    /// again (linked at or before `seq`, and every file found at mount).
+    pub(crate) fn release(&self, seq: u64) -> io::Result<()> {
+        let mut ids = std::mem::take(&mut *lock(&self.leftovers));
+        lock(&self.linked).retain(|&(s, id)| {
+            if s <= seq {
+                ids.push(id);
+            }
+            s > seq
+        });
+        // Nothing here needs a sync: a rename or removal lost in a crash leaves a
+        // file that the next mount finds as a leftover, which no replay reads.
+        for id in ids {
+            let p = self.path(id);
+            let keep = std::fs::metadata(&p).is_ok_and(|m| m.len() <= POOL_FILE_MAX);
+            let mut pool = lock(&self.pool);
+            let r = if keep && pool.0.len() < POOL_FILES {
+                let k = pool.1;
+                pool.1 += 1;
+                std::fs::rename(&p, self.pool_path(k)).map(|()| pool.0.push(k))
+            } else {
+                std::fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether reflink works in `dir`: clones a one-block file into another.
+pub(crate) fn reflink_works(dir: &Path, block: u64) -> bool {
+    let probe = || -> io::Result<()> {
+        let (a, b) = (dir.join(".probe.a"), dir.join(".probe.b"));
+        let _ = std::fs::remove_file(&a);
+        let _ = std::fs::remove_file(&b);
+        let fa = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&a)?;
+        fa.write_all_at(&vec![1u8; block as usize], 0)?;
+        let fb = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&b)?;
+        let r = crate::sys::ficlone(&fb, &fa);
+        let _ = std::fs::remove_file(&a);
+        let _ = std::fs::remove_file(&b);
+        r
+    };
+    probe().is_ok()
+}
