@@ -872,11 +872,19 @@ fn apply_one<B: Backend>(
 /// against its recorded length and CRC32C (a mismatch is corruption, never wrong bytes).
 fn load_staged<B: Backend>(
     b: &B,
-    mut txns: Vec<Transaction>,
+    txns: Vec<Transaction>,
     staged: &[Staged],
 ) -> Result<Vec<Transaction>> {
+    load_with(txns, staged, &mut |id, len| b.read_staged(id, len))
+}
+
+fn load_with(
+    mut txns: Vec<Transaction>,
+    staged: &[Staged],
+    read: &mut dyn FnMut(u64, u64) -> Result<Vec<u8>>,
+) -> Result<Vec<Transaction>> {
     for s in staged {
-        let data = b.read_staged(s.id, s.len)?;
+        let data = read(s.id, s.len)?;
         if data.len() as u64 != s.len || crc32c::crc32c(&data) != s.crc {
             return Err(Error::corrupt(format!(
                 "staged write {:016x} ({} bytes) does not match its journal record",
@@ -1744,6 +1752,103 @@ impl<B: Backend> Drop for JournaledStore<B> {
             if let Mode::Mounted(r) = std::mem::replace(g, Mode::Unmounted) {
                 let _ = self.shutdown(*r, false);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Vec<Transaction> {
+        let c = CollectionId::pg(1, 0);
+        let (a, b) = (ObjectId::new(1, "a"), ObjectId::new(1, "b"));
+        let mut t0 = Transaction::new();
+        t0.touch(&c, &a).write(&c, &a, 4096, vec![7; 3000]);
+        let mut t1 = Transaction::new();
+        t1.write(&c, &b, 0, vec![1; 5000])
+            .setattr(&c, &b, "k", b"v".to_vec())
+            .write(&c, &a, 0, vec![2; 6000]);
+        vec![t0, t1]
+    }
+
+    fn staged() -> Vec<Staged> {
+        vec![
+            Staged {
+                txn: 1,
+                op: 0,
+                id: 0x1_0000_0001,
+                len: 5000,
+                crc: crc32c::crc32c(&[1; 5000]),
+            },
+            Staged {
+                txn: 1,
+                op: 2,
+                id: 0x1_0000_0002,
+                len: 6000,
+                crc: crc32c::crc32c(&[2; 6000]),
+            },
+        ]
+    }
+
+    #[test]
+    fn entries_round_trip_with_and_without_staged_writes() {
+        let txns = entry();
+        let plain = encode_entry(&txns, &[]).unwrap();
+        let (t, s) = decode_entry_staged(&plain).unwrap();
+        assert_eq!((t, s), (txns.clone(), vec![]));
+        let with = encode_entry(&txns, &staged()).unwrap();
+        assert!(
+            with.len() < plain.len() - 10_000,
+            "staged data left in the entry"
+        );
+        let (t, s) = decode_entry_staged(&with).unwrap();
+        assert_eq!(s, staged());
+        assert_eq!(t[0], txns[0]);
+        assert_eq!(t[1].ops()[1], txns[1].ops()[1]);
+        assert!(matches!(&t[1].ops()[0], Op::Write { data, off: 0, .. } if data.is_empty()));
+        // Replay puts the data back.
+        let back = load_with(t.clone(), &s, &mut |id, len| {
+            Ok(vec![if id == 0x1_0000_0001 { 1 } else { 2 }; len as usize])
+        })
+        .unwrap();
+        assert_eq!(back, txns);
+        let bad = load_with(t, &s, &mut |_, len| Ok(vec![9; len as usize]));
+        assert_eq!(bad.unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn damaged_staged_records_are_corrupt() {
+        let txns = entry();
+        let good = encode_entry(&txns, &staged()).unwrap();
+        let recs = good.len() - 2 * STAGED_BYTES;
+        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut m = good.clone();
+        m[recs - 8] ^= 1; // the magic
+        cases.push(("magic", m));
+        let mut m = good.clone();
+        m[recs + 4] = 1; // op 1 is a setattr, not a write
+        cases.push(("not a write", m));
+        let mut m = good.clone();
+        m[recs + STAGED_BYTES + 4] = 0; // the same op twice
+        cases.push(("duplicate", m));
+        let mut m = good.clone();
+        m[recs..recs + 4].copy_from_slice(&9u32.to_le_bytes());
+        cases.push(("no such transaction", m));
+        let mut m = good.clone();
+        m[recs + 16..recs + 24].copy_from_slice(&0u64.to_le_bytes());
+        cases.push(("zero length", m));
+        let mut m = good.clone();
+        m.push(0);
+        cases.push(("trailing", m));
+        cases.push(("truncated", good[..good.len() - 3].to_vec()));
+        // A staged record must name a write journaled without its data.
+        let mut full = encode_entry(&txns, &[]).unwrap();
+        full.extend_from_slice(&good[recs - 8..]);
+        cases.push(("write with data", full));
+        for (what, b) in cases {
+            let e = decode_entry_staged(&b).expect_err(what);
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{what}: {e}");
         }
     }
 }
