@@ -370,21 +370,12 @@ fn stripped(t: &Transaction, ops: &[u32]) -> Transaction {
         .ops()
         .iter()
         .enumerate()
-        .map(|(i, op)| match op {
-            Op::Write {
-                cid,
-                oid,
-                off,
-                fadvise,
-                ..
-            } if ops.contains(&(i as u32)) => Op::Write {
-                cid: *cid,
-                oid: oid.clone(),
-                off: *off,
-                data: Vec::new(),
-                fadvise: *fadvise,
-            },
-            op => op.clone(),
+        .map(|(i, op)| {
+            if ops.contains(&(i as u32)) {
+                op.without_data()
+            } else {
+                op.clone()
+            }
         })
         .collect();
     Transaction::from_ops(out)

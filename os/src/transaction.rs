@@ -327,6 +327,27 @@ impl Op {
     }
 
     /// Every collection the op names (the first is the one it acts in).
+    /// The op with a write's data left out (other ops as they are): for callers that
+    /// need the op's ids and shape but not its bytes.
+    pub fn without_data(&self) -> Op {
+        match self {
+            Op::Write {
+                cid,
+                oid,
+                off,
+                fadvise,
+                ..
+            } => Op::Write {
+                cid: *cid,
+                oid: oid.clone(),
+                off: *off,
+                data: Vec::new(),
+                fadvise: *fadvise,
+            },
+            op => op.clone(),
+        }
+    }
+
     pub fn collections(&self) -> Vec<CollectionId> {
         match self {
             Op::Nop => vec![],

@@ -129,6 +129,16 @@ fn alloc_hint_sets_the_extent_size_hint() {
     assert_eq!(x.extsize, 0, "{x:?}");
 }
 
+/// Stops the XFS mounted at `mnt` dead (`xfs_io -x -c shutdown`): unsynced data is lost.
+fn shutdown(mnt: &std::path::Path) {
+    let out = std::process::Command::new("xfs_io")
+        .args(["-x", "-c", "shutdown"])
+        .arg(mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// `xfs_io -x -c shutdown` stops the filesystem dead, as a power cut would (unsynced
 /// data is lost): every committed transaction must survive unmount, log recovery and
 /// journal replay, and the state must be the model's after some prefix no shorter.
@@ -153,12 +163,7 @@ fn forced_shutdown_keeps_every_committed_transaction() {
         let mut acked = 0;
         for i in 0..n {
             if i == 80 + seed as usize * 10 {
-                let out = std::process::Command::new("xfs_io")
-                    .args(["-x", "-c", "shutdown"])
-                    .arg(&fs.mountpoint)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{out:?}");
+                shutdown(&fs.mountpoint);
             }
             match store.apply_transaction(&ch, stream.txn(i)) {
                 Ok(()) => acked = i + 1,
@@ -216,12 +221,7 @@ fn forced_shutdown_keeps_every_staged_write() {
         let mut acked = 0;
         for (i, t) in stream.txns.iter().enumerate() {
             if i == 35 + seed as usize * 7 {
-                let out = std::process::Command::new("xfs_io")
-                    .args(["-x", "-c", "shutdown"])
-                    .arg(&fs.mountpoint)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{out:?}");
+                shutdown(&fs.mountpoint);
             }
             match store.apply_transaction(&ch, t.clone()) {
                 Ok(()) => acked = i + 1,

@@ -540,7 +540,9 @@ fn precheck_all(s: &dyn ObjectStore, txns: &[Transaction]) -> Result<()> {
         Transaction::from_ops(
             txns[..n]
                 .iter()
-                .flat_map(|t| t.ops().iter().map(without_data))
+                // The precheck decides on ids and existence only, so written bytes need not
+                // be copied into the combined transaction (double the memory of a large file).
+                .flat_map(|t| t.ops().iter().map(ostore_os::Op::without_data))
                 .collect(),
         )
     };
@@ -567,27 +569,6 @@ fn precheck_all(s: &dyn ObjectStore, txns: &[Transaction]) -> Result<()> {
     }
     let offset = txns[..lo].iter().map(Transaction::len).sum();
     Err(renumber(err, lo, offset, txns[lo].len()))
-}
-
-/// The precheck decides on ids and existence only, so written bytes need not be copied
-/// into the combined transaction (which would double the memory of a large file).
-fn without_data(op: &ostore_os::Op) -> ostore_os::Op {
-    match op {
-        ostore_os::Op::Write {
-            cid,
-            oid,
-            off,
-            fadvise,
-            ..
-        } => ostore_os::Op::Write {
-            cid: *cid,
-            oid: oid.clone(),
-            off: *off,
-            data: Vec::new(),
-            fadvise: *fadvise,
-        },
-        op => op.clone(),
-    }
 }
 
 /// Rewrites precheck's "op N (name): ..." (N counted over the whole file) as

@@ -1044,19 +1044,7 @@ impl Backend for FileBackend {
     }
 
     fn apply(&self, seq: u64, txn: &Transaction) -> Result<Result<()>> {
-        let tidx = apply::next_txn_index(seq);
-        let mut g = self.write_state()?;
-        let m = g
-            .as_mut()
-            .ok_or_else(|| Error::not_mounted("filestore backend is not mounted"))?;
-        m.apply_txn(
-            Pos {
-                seq,
-                txn: tidx,
-                op: 0,
-            },
-            txn,
-        )
+        self.apply_staged(seq, txn, &[])
     }
 
     fn checkpoint(&self, seq: u64) -> Result<()> {

@@ -189,7 +189,15 @@ fn check(store: &dyn ObjectStore, c: &CollectionId, model: &BTreeMap<ObjectId, V
 }
 
 fn mounted(dir: &Path, jo: &JournalingOptions) -> (ostore_filestore::FileStore, CollectionId) {
-    let store = filestore(dir, jo.clone(), FileStoreOptions::default());
+    mounted_with(dir, jo, FileStoreOptions::default())
+}
+
+fn mounted_with(
+    dir: &Path,
+    jo: &JournalingOptions,
+    opts: FileStoreOptions,
+) -> (ostore_filestore::FileStore, CollectionId) {
+    let store = filestore(dir, jo.clone(), opts);
     store.mkfs().unwrap();
     store.mount().unwrap();
     let c = CollectionId::pg(1, 0);
@@ -340,14 +348,8 @@ pub fn staging_off_journals_everything() {
         stage_min_bytes: None,
         ..FileStoreOptions::default()
     };
-    let store = filestore(&dir, jo, opts);
-    store.mkfs().unwrap();
-    store.mount().unwrap();
-    let c = CollectionId::pg(1, 0);
-    let ch = store.create_new_collection(&c).unwrap();
-    let mut t = Transaction::new();
-    t.create_collection(&c, 0);
-    store.apply_transaction(&ch, t).unwrap();
+    let (store, c) = mounted_with(&dir, &jo, opts);
+    let ch = store.open_collection(&c).unwrap();
     let (txns, model) = workload(&c);
     let data: u64 = txns.iter().map(|t| t.data_bytes()).sum();
     for t in txns {
