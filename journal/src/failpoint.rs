@@ -9,8 +9,9 @@
 //! the environment variable `OSTORE_FAILPOINTS`, read at the first hit:
 //! `name=N[:action],name2=M[:action]` fires on the N-th hit (1-based) of `name`;
 //! `action` is `abort` (default: the process dies on the spot, as a crash would, with
-//! unsynced data in the page cache and no destructor run) or `error` (the call returns
-//! an I/O error, which the store must turn into a fail-stop).
+//! unsynced data in the page cache and no destructor run), `error` (the call returns
+//! an I/O error, which the store must turn into a fail-stop) or `pauseMS` (the thread
+//! sleeps MS milliseconds, to hold a race window open).
 
 use std::io;
 
@@ -48,6 +49,9 @@ pub enum Action {
     Abort,
     /// The call returns an I/O error.
     Error,
+    /// The thread sleeps this many milliseconds, then goes on: widens a race window
+    /// so a test can make the interleaving it needs.
+    Pause(u64),
 }
 
 #[cfg(feature = "failpoints")]
@@ -111,10 +115,14 @@ pub fn parse(spec: &str) -> Result<Vec<(String, u64, Action)>, String> {
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, rest) = item
             .split_once('=')
-            .ok_or_else(|| format!("failpoint {item:?}: expected name=N[:abort|error]"))?;
+            .ok_or_else(|| format!("failpoint {item:?}: expected name=N[:abort|error|pauseMS]"))?;
         let (n, action) = match rest.split_once(':') {
             Some((n, "abort")) => (n, Action::Abort),
             Some((n, "error")) => (n, Action::Error),
+            Some((n, a)) if a.starts_with("pause") => match a["pause".len()..].parse() {
+                Ok(ms) => (n, Action::Pause(ms)),
+                Err(_) => return Err(format!("failpoint {name}: bad pause {a:?}")),
+            },
             Some((_, a)) => return Err(format!("failpoint {name}: unknown action {a:?}")),
             None => (rest, Action::Abort),
         };
@@ -125,6 +133,13 @@ pub fn parse(spec: &str) -> Result<Vec<(String, u64, Action)>, String> {
         out.push((name.to_string(), n, action));
     }
     Ok(out)
+}
+
+/// Passes a point inside a critical section, where an error cannot be returned: an
+/// armed `abort` or `pause` acts as in [`hit`]; an armed `error` is ignored.
+#[inline]
+pub fn pause(name: &str) {
+    let _ = hit(name);
 }
 
 /// Whether failpoints are compiled in.
@@ -160,6 +175,7 @@ pub fn hit(name: &str) -> io::Result<()> {
                 "injected failure at failpoint {name}"
             )));
         }
+        Some(Action::Pause(ms)) => std::thread::sleep(std::time::Duration::from_millis(ms)),
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
@@ -182,6 +198,11 @@ mod tests {
         assert!(parse("x").unwrap_err().contains("expected name=N"));
         assert!(parse("x=0").unwrap_err().contains("positive"));
         assert!(parse("x=1:boom").unwrap_err().contains("unknown action"));
+        assert_eq!(
+            parse("x=3:pause250").unwrap(),
+            vec![("x".to_string(), 3, Action::Pause(250))]
+        );
+        assert!(parse("x=1:pausea").unwrap_err().contains("bad pause"));
         assert!(parse("").unwrap().is_empty());
     }
 

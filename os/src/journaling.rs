@@ -747,9 +747,15 @@ impl<B: Backend> Shared<B> {
             let mut v = lock(&self.volumes);
             let rest = v.split_off(&(cp + 1));
             *v = rest;
-            v.values().next().copied()
+            // Submitters append and record under this lock, so every entry appended so
+            // far is in the map: one that is not lies at or after the journal's end.
+            // (Reading the end outside it once trimmed the volume of an entry appended
+            // but not yet recorded, and replay met a gap in the seqs.)
+            v.values()
+                .next()
+                .copied()
+                .unwrap_or_else(|| journal.end_position().volume)
         };
-        let keep_from = keep_from.unwrap_or_else(|| journal.end_position().volume);
         failpoint::hit("checkpoint.before_trim")?;
         journal.trim_before(keep_from).map_err(journal_error)?;
         tracing::debug!(seq = cp, keep_from, "checkpoint");
@@ -1568,21 +1574,27 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             };
             let cell = Arc::new(Mutex::new(Some((deferred, on_commit))));
             let cell2 = cell.clone();
+            // Held from the append until the entry's volume is recorded: a checkpoint
+            // must never see an appended entry missing from the map (see checkpoint_at).
+            let mut volumes = lock(&sh.volumes);
             let h = r.journal.append_with(&entry_meta(seq), &data, move |res| {
                 if let Some((p, oc)) = lock(&cell2).take() {
                     shared.on_durable(&sq2, seq, p, oc, res.map_err(journal_error));
                 }
             });
+            failpoint::pause("journaling.after_append");
             match h {
                 Ok(h) => {
                     *next += 1;
-                    lock(&sh.volumes).insert(seq, h.position().volume);
+                    volumes.insert(seq, h.position().volume);
+                    drop(volumes);
                     if let Some(p) = to_apply {
                         sh.enqueue(&sq, seq, p);
                     }
                     Ok(())
                 }
                 Err(e) => {
+                    drop(volumes);
                     let e = journal_error(e);
                     sh.fail(&e);
                     // Nothing was appended: report to the callbacks too, once.
