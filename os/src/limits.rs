@@ -42,8 +42,12 @@ pub fn validate_object(oid: &ObjectId) -> Result<()> {
     if oid.max {
         return Err(Error::invalid("the max sentinel is not a storable object"));
     }
-    if oid.name.is_empty() {
-        return Err(Error::invalid("object name is empty"));
+    // An empty name is a real object in Ceph (each PG's pgmeta object,
+    // `ghobject_t::make_pgmeta`); only the min sentinel's form is not storable.
+    if oid.name.is_empty() && oid.pool == i64::MIN {
+        return Err(Error::invalid(
+            "object name is empty in pool i64::MIN (the min sentinel)",
+        ));
     }
     if oid.name.len() > MAX_NAME_LEN {
         return Err(too_big("object name", oid.name.len(), MAX_NAME_LEN));
@@ -388,7 +392,8 @@ mod tests {
     fn bad_names_are_rejected() {
         let c = CollectionId::pg(1, 0);
         for o in [
-            ObjectId::new(1, ""),
+            ObjectId::min(),
+            ObjectId::new(i64::MIN, ""),
             ObjectId::new(1, "a\0b"),
             ObjectId::max_sentinel(),
         ] {

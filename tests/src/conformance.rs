@@ -98,6 +98,7 @@ macro_rules! conformance_tests {
             names::long_names_up_to_the_limit,
             names::ids_differing_only_by_key_namespace_snap,
             names::invalid_ids_are_rejected,
+            names::pgmeta_objects_have_empty_names,
             limits::every_limit_at_its_edges,
             limits::object_size_limit_at_its_edges,
             remount::remount_preserves_everything,

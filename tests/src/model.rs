@@ -47,7 +47,7 @@ fn fits(off: u64, len: u64) -> R {
 }
 
 fn check_oid(o: &ObjectId) -> R {
-    if o.max || o.name.is_empty() {
+    if o.max || (o.name.is_empty() && o.pool == i64::MIN) || o.name.contains('\0') {
         return Err(ErrorKind::InvalidArgument);
     }
     Ok(())
@@ -957,7 +957,7 @@ impl Gen {
             },
             _ => Op::Touch {
                 cid,
-                oid: ObjectId::new(1, ""),
+                oid: ObjectId::new(1, "nul\0inside"),
             },
         }
     }

@@ -393,9 +393,9 @@ fn bad_input_is_one_line_with_errno_and_changes_nothing() {
         ),
         bad(
             APPLY,
-            Some(r#"{"ops": [{"op": "touch", "cid": "1.0_head", "oid": ""}]}"#),
+            Some(r#"{"ops": [{"op": "touch", "cid": "1.0_head", "oid": "nul\u0000inside"}]}"#),
             "EINVAL",
-            "object name is empty",
+            "NUL byte",
         ),
         bad(
             APPLY,

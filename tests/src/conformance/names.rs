@@ -173,7 +173,7 @@ pub fn invalid_ids_are_rejected(f: &dyn StoreFactory) {
     let ch = s.ch(&coll());
     let before = s.capture();
     let bad = [
-        (oid(""), ErrorKind::InvalidArgument),
+        (ObjectId::min(), ErrorKind::InvalidArgument),
         (oid("nul\0inside"), ErrorKind::InvalidArgument),
         (oid("x").with_namespace("n\0"), ErrorKind::InvalidArgument),
         (ObjectId::max_sentinel(), ErrorKind::InvalidArgument),
@@ -191,4 +191,61 @@ pub fn invalid_ids_are_rejected(f: &dyn StoreFactory) {
         );
     }
     assert_eq!(s.capture(), before);
+}
+
+/// Ceph keeps each PG's info and log in the omap of its pgmeta object: an empty name,
+/// the PG's seed as hash, head (`ghobject_t::make_pgmeta`). It is an object like any
+/// other: stored, listed in order, cloned, renamed, removed, kept across remounts.
+pub fn pgmeta_objects_have_empty_names(f: &dyn StoreFactory) {
+    let mut s = setup(f);
+    let c = coll();
+    let pgmeta = ObjectId::new(1, "").with_hash(0);
+    let named = oid("a");
+    let mut t = txn();
+    t.touch(&c, &pgmeta)
+        .omap_setheader(&c, &pgmeta, b"pg header".to_vec())
+        .omap_setkeys(
+            &c,
+            &pgmeta,
+            [
+                (b"_info".to_vec(), b"info".to_vec()),
+                (b"0000000001.00000000000000000001".to_vec(), b"log".to_vec()),
+            ]
+            .into(),
+        )
+        .setattr(&c, &pgmeta, "_", b"v".to_vec())
+        .write(&c, &named, 0, b"named".to_vec());
+    s.apply_ok(t);
+    // Hash 0 sorts first in its pool; the empty name before any other at that hash.
+    let other_at_zero = oid("b").with_hash(0);
+    let mut t = txn();
+    t.touch(&c, &other_at_zero);
+    s.apply_ok(t);
+    assert_eq!(s.list(&c, 10), vec![pgmeta.clone(), other_at_zero, named]);
+    s.remount();
+    let ch = s.ch(&c);
+    assert_eq!(
+        s.store().omap_get_header(&ch, &pgmeta).unwrap(),
+        b"pg header"
+    );
+    assert_eq!(s.store().omap_get_keys(&ch, &pgmeta).unwrap().len(), 2);
+    assert_eq!(s.store().getattr(&ch, &pgmeta, "_").unwrap(), b"v");
+    assert_eq!(s.size(&c, &pgmeta), 0);
+    // Clone it out, rename it, remove it: every path that names files or keys.
+    let copy = oid("copy");
+    let moved = ObjectId::new(1, "").with_hash(7);
+    let mut t = txn();
+    t.clone_obj(&c, &pgmeta, &copy)
+        .collection_move_rename(&c, &pgmeta, &c, &moved);
+    s.apply_ok(t);
+    assert!(!s.exists(&c, &pgmeta));
+    assert_eq!(s.store().omap_get_header(&ch, &copy).unwrap(), b"pg header");
+    assert_eq!(s.store().omap_get_keys(&ch, &moved).unwrap().len(), 2);
+    let mut t = txn();
+    t.remove(&c, &moved);
+    s.apply_ok(t);
+    assert!(!s.exists(&c, &moved));
+    s.remount();
+    assert!(!s.exists(&c, &moved));
+    assert!(s.exists(&c, &copy));
 }
