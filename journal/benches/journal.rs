@@ -6,9 +6,13 @@
 //! OSTORE_BENCH_DIR (default: a directory under /var/tmp, on the root filesystem),
 //! OSTORE_BENCH_FILTER (e.g. "4096x64" to run one cell), OSTORE_BENCH_INFLIGHT (journal
 //! flushes in flight), OSTORE_BENCH_IO=uring (io_uring where allowed instead of pwrite + fdatasync),
-//! OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods).
+//! OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods), OSTORE_BENCH_BUFFERED=1 (the
+//! journal writes through the page cache instead of O_DIRECT). A third anchor, `raw-direct`, is
+//! the log-shaped loop with O_DIRECT writes: the limit of the journal's own write path.
 
-use ostore_journal::bench::{config, run_journal, run_raw, run_raw_log, BenchResult};
+use ostore_journal::bench::{
+    config, run_journal, run_raw, run_raw_direct, run_raw_log, BenchResult,
+};
 use ostore_journal::{BlankMethod, IoMode};
 use std::time::Duration;
 
@@ -43,8 +47,9 @@ fn main() {
         });
     std::fs::create_dir_all(&base).expect("bench dir");
     let dur = Duration::from_secs(secs);
-    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    let buffered = env("OSTORE_BENCH_BUFFERED", 0) == 1;
+    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log | raw-direct ops/s (min–max) | journal / raw-direct |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for size in [4096usize, 65536, 1 << 20] {
         for conc in [1usize, 4, 16, 64] {
             if filter
@@ -60,29 +65,34 @@ fn main() {
             if uring {
                 cfg.options.io = IoMode::Auto;
             }
-            let (mut js, mut rs, mut ls) = (Vec::new(), Vec::new(), Vec::new());
+            cfg.options.direct_io = !buffered;
+            let (mut js, mut rs, mut ls, mut ds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
                 js.push(run_journal(&cfg).expect("journal run"));
                 rs.push(run_raw(&cfg).expect("raw run"));
                 ls.push(run_raw_log(&cfg).expect("raw log run"));
+                ds.push(run_raw_direct(&cfg).expect("raw direct run"));
             }
             let (j, jlo, jhi) = median(js);
             let (r, rlo, rhi) = median(rs);
             let (l, llo, lhi) = median(ls);
+            let (d, dlo, dhi) = median(ds);
             let label = match size {
                 4096 => "4 KiB",
                 65536 => "64 KiB",
                 _ => "1 MiB",
             };
             println!(
-                "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} | {:.0} ({llo:.0}–{lhi:.0}) | {:.2} |",
+                "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} | {:.0} ({llo:.0}–{lhi:.0}) | {:.2} | {:.0} ({dlo:.0}–{dhi:.0}) | {:.2} |",
                 j.ops_per_sec(),
                 j.mb_per_sec(),
                 r.ops_per_sec(),
                 r.mb_per_sec(),
                 j.ops_per_sec() / r.ops_per_sec(),
                 l.ops_per_sec(),
-                j.ops_per_sec() / l.ops_per_sec()
+                j.ops_per_sec() / l.ops_per_sec(),
+                d.ops_per_sec(),
+                j.ops_per_sec() / d.ops_per_sec()
             );
         }
     }

@@ -8,6 +8,7 @@
 //! loop over 64 MiB (see BENCHMARKS.md), so the journal is compared with both.
 //! All run on real files through [`RealFs`]; results are counts over a fixed wall time.
 
+use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::format::Geometry;
 use crate::journal::{Journal, JournalOptions};
@@ -148,7 +149,7 @@ pub fn run_journal(cfg: &BenchConfig) -> Result<BenchResult> {
 /// `pwrite` + `fdatasync`.
 pub fn run_raw(cfg: &BenchConfig) -> Result<BenchResult> {
     let slots = (16 << 20) / cfg.entry_size.max(1);
-    raw_loop(cfg, "raw", slots.clamp(4, 256) as u64)
+    raw_loop(cfg, "raw", slots.clamp(4, 256) as u64, false)
 }
 
 /// The log-shaped raw anchor: each of the N threads writes sequentially through its own
@@ -156,10 +157,18 @@ pub fn run_raw(cfg: &BenchConfig) -> Result<BenchResult> {
 pub fn run_raw_log(cfg: &BenchConfig) -> Result<BenchResult> {
     let per_writer = cfg.geometry.volume_size / cfg.concurrency.max(1) as u64;
     let slots = per_writer / cfg.entry_size.max(1) as u64;
-    raw_loop(cfg, "raw-log", slots.max(4))
+    raw_loop(cfg, "raw-log", slots.max(4), false)
 }
 
-fn raw_loop(cfg: &BenchConfig, name: &str, slots: u64) -> Result<BenchResult> {
+/// [`run_raw_log`] with `O_DIRECT` writes from aligned buffers (then `fdatasync`), the
+/// journal's own write path when direct I/O is on: the limit of that path.
+pub fn run_raw_direct(cfg: &BenchConfig) -> Result<BenchResult> {
+    let per_writer = cfg.geometry.volume_size / cfg.concurrency.max(1) as u64;
+    let slots = per_writer / cfg.entry_size.max(1) as u64;
+    raw_loop(cfg, "raw-direct", slots.max(4), true)
+}
+
+fn raw_loop(cfg: &BenchConfig, name: &str, slots: u64, direct: bool) -> Result<BenchResult> {
     let fs = RealFs;
     let dir = cfg.dir.join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -181,10 +190,16 @@ fn raw_loop(cfg: &BenchConfig, name: &str, slots: u64) -> Result<BenchResult> {
                 off += n as u64;
             }
             f.sync_all().map_err(|e| Error::io("fsync", &p, e))?;
+            let f = if direct {
+                fs.open(&p, OpenMode::ReadWriteDirect)
+                    .map_err(|e| Error::io("open", &p, e))?
+            } else {
+                f
+            };
             Ok((p, f))
         })
         .collect::<Result<Vec<_>>>()?;
-    let data = vec![0x5au8; cfg.entry_size];
+    let data = AlignedBuf::from_slice(&vec![0x5au8; cfg.entry_size]);
     let r = run_threads(
         cfg.concurrency,
         cfg.duration,

@@ -37,6 +37,7 @@
 //! so the replayed bytes (which a killed process may have left only in the page cache) are
 //! durable before anything is built on them.
 
+use crate::aligned::{AlignedBuf, ALIGN};
 use crate::atomic::{AtomicFileReader, AtomicFileWriter};
 use crate::error::{Error, Result};
 use crate::format::batch::{self, BatchHeader};
@@ -117,6 +118,10 @@ pub struct JournalOptions {
     /// Run the blank maker in a background thread (off: blanks are made when needed, which keeps
     /// the I/O of simulated-disk tests deterministic).
     pub background_blanks: bool,
+    /// Write batches with `O_DIRECT` where the filesystem allows it and the sector size is
+    /// a multiple of [`ALIGN`] (the batch buffers are aligned; see [`crate::aligned`]).
+    /// `fdatasync` still follows every write, for the device's own cache.
+    pub direct_io: bool,
 }
 
 impl Default for JournalOptions {
@@ -129,6 +134,7 @@ impl Default for JournalOptions {
             blank_method: BlankMethod::Zeros,
             io: IoMode::Pwrite,
             background_blanks: true,
+            direct_io: true,
         }
     }
 }
@@ -213,7 +219,7 @@ impl AppendHandle {
 struct Seg {
     vol: u64,
     first_sector: u64,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
 }
 
 struct OpenBatch {
@@ -251,7 +257,7 @@ impl OpenBatch {
             let within = (self.cur.soff % pl) as usize;
             if self.segs.last().is_none_or(|g| g.vol != self.cur.vol) {
                 let first_sector = if self.cur.soff == 0 { 0 } else { idx };
-                let mut buf = Vec::new();
+                let mut buf = AlignedBuf::default();
                 if first_sector == 0 {
                     // Sector 0 holds the volume header, filled in at seal time.
                     buf.resize(s, 0);
@@ -295,7 +301,7 @@ impl OpenBatch {
 #[derive(Debug)]
 struct Sealed {
     seq: u64,
-    writes: Vec<(u64, u64, Vec<u8>)>,
+    writes: Vec<(u64, u64, AlignedBuf)>,
     syncs: Vec<u64>,
 }
 
@@ -870,7 +876,7 @@ impl Inner {
             let area = t
                 .encode(self.magic, geo)
                 .map_err(|r| Error::InvalidConfig(r.0))?;
-            tocs.push((v, geo.toc_offset(), area));
+            tocs.push((v, geo.toc_offset(), AlignedBuf::from_slice(&area)));
         }
         for seg in &b.segs {
             if !st.live.contains(&seg.vol) {
@@ -1073,7 +1079,7 @@ impl Inner {
         &self,
         files: &mut HashMap<u64, Box<dyn VfsFile>>,
         ring: Option<&mut crate::uring::Uring>,
-        writes: Vec<(u64, u64, Vec<u8>)>,
+        writes: Vec<(u64, u64, AlignedBuf)>,
         syncs: &[u64],
     ) -> Result<()> {
         self.check_failed()?;
@@ -1126,9 +1132,14 @@ impl Inner {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let p = volume_path(&self.dir, vol);
+                let mode = if self.opts.direct_io && self.geo.s().is_multiple_of(ALIGN as u64) {
+                    OpenMode::ReadWriteDirect
+                } else {
+                    OpenMode::ReadWrite
+                };
                 let f = self
                     .vfs
-                    .open(&p, OpenMode::ReadWrite)
+                    .open(&p, mode)
                     .map_err(|e| Error::io("open", &p, e))?;
                 e.insert(f)
             }

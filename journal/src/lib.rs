@@ -42,6 +42,7 @@
 //! j.close().unwrap();
 //! ```
 
+pub mod aligned;
 pub mod atomic;
 pub mod bench;
 pub mod error;

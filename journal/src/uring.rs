@@ -42,7 +42,7 @@ impl Uring {
     /// can be leaked, not freed, if the ring breaks with operations possibly still in flight.
     pub(crate) fn write_and_sync(
         &mut self,
-        writes: Vec<(i32, u64, Vec<u8>)>,
+        writes: Vec<(i32, u64, crate::aligned::AlignedBuf)>,
         syncs: &[i32],
     ) -> io::Result<()> {
         let n = writes.len() + syncs.len();

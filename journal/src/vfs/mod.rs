@@ -27,6 +27,11 @@ pub enum OpenMode {
     Read,
     /// Existing file, read and write.
     ReadWrite,
+    /// Existing file, read and write, bypassing the page cache (`O_DIRECT`) where the
+    /// filesystem allows it, else as [`OpenMode::ReadWrite`]. Writes whose buffer
+    /// address, offset and length are multiples of [`crate::aligned::ALIGN`] go straight
+    /// to the device; others still work, through an aligned copy.
+    ReadWriteDirect,
     /// Create; fail if it exists.
     CreateNew,
     /// Create, or truncate an existing file to zero length.

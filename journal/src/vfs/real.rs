@@ -1,9 +1,10 @@
 //! [`Vfs`] over the real filesystem.
 
 use super::{OpenMode, Vfs, VfsFile};
+use crate::aligned::{direct_ok, AlignedBuf, ALIGN};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -21,6 +22,8 @@ impl RealFs {
 #[derive(Debug)]
 struct RealFile {
     file: File,
+    /// Opened with `O_DIRECT`: unaligned writes go through an aligned copy.
+    direct: bool,
 }
 
 impl Vfs for RealFs {
@@ -29,12 +32,23 @@ impl Vfs for RealFs {
         match mode {
             OpenMode::Read => o.read(true),
             OpenMode::ReadWrite => o.read(true).write(true),
+            OpenMode::ReadWriteDirect => o.read(true).write(true).custom_flags(libc::O_DIRECT),
             OpenMode::CreateNew => o.read(true).write(true).create_new(true),
             OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
         };
-        Ok(Box::new(RealFile {
-            file: o.open(path)?,
-        }))
+        match o.open(path) {
+            Ok(file) => Ok(Box::new(RealFile {
+                file,
+                direct: mode == OpenMode::ReadWriteDirect,
+            })),
+            // A filesystem without direct I/O refuses the flag: use the page cache.
+            Err(e)
+                if mode == OpenMode::ReadWriteDirect && e.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                self.open(path, OpenMode::ReadWrite)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -71,11 +85,36 @@ impl Vfs for RealFs {
 
 impl VfsFile for RealFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.file.read_at(buf, offset)
+        if !self.direct || direct_ok(buf, offset) || buf.is_empty() {
+            return self.file.read_at(buf, offset);
+        }
+        // Through an aligned copy of the enclosing aligned range.
+        let a = ALIGN as u64;
+        let start = offset / a * a;
+        let end = (offset + buf.len() as u64).div_ceil(a) * a;
+        let mut tmp = AlignedBuf::with_capacity((end - start) as usize);
+        tmp.resize((end - start) as usize, 0);
+        let got = self.file.read_at(&mut tmp, start)?;
+        let skip = (offset - start) as usize;
+        let n = got.saturating_sub(skip).min(buf.len());
+        buf[..n].copy_from_slice(&tmp[skip..skip + n]);
+        Ok(n)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
+        if !self.direct || direct_ok(buf, offset) {
+            return self.file.write_all_at(buf, offset);
+        }
+        if !offset.is_multiple_of(ALIGN as u64) || !buf.len().is_multiple_of(ALIGN) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "direct write of {} bytes at offset {offset}: not a multiple of {ALIGN}",
+                    buf.len()
+                ),
+            ));
+        }
+        self.file.write_all_at(&AlignedBuf::from_slice(buf), offset)
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -109,5 +148,43 @@ impl VfsFile for RealFile {
 
     fn raw_fd(&self) -> Option<i32> {
         Some(self.file.as_raw_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_files_take_aligned_and_unaligned_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let fs = RealFs::new();
+        let f = fs.open(&p, OpenMode::CreateNew).unwrap();
+        f.write_at(&vec![1u8; 4 * ALIGN], 0).unwrap();
+        drop(f);
+        let f = fs.open(&p, OpenMode::ReadWriteDirect).unwrap();
+        let aligned = AlignedBuf::from_slice(&vec![2u8; ALIGN]);
+        f.write_at(&aligned, ALIGN as u64).unwrap();
+        // An unaligned buffer of aligned length at an aligned offset: copied, written.
+        let v = vec![3u8; ALIGN + 1];
+        f.write_at(&v[1..], 2 * ALIGN as u64).unwrap();
+        f.sync_data().unwrap();
+        // Unaligned offsets or lengths are refused, not half written.
+        let e = f.write_at(&aligned[..100], 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        // Unaligned reads work, also across the end of the file.
+        let mut got = vec![0u8; 10];
+        assert_eq!(f.read_at(&mut got, ALIGN as u64 - 5).unwrap(), 10);
+        assert_eq!(got, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+        let mut tail = vec![0u8; 100];
+        assert_eq!(f.read_at(&mut tail, 4 * ALIGN as u64 - 30).unwrap(), 30);
+        assert!(tail[..30].iter().all(|&b| b == 1));
+        drop(f);
+        let all = std::fs::read(&p).unwrap();
+        assert!(all[..ALIGN].iter().all(|&b| b == 1));
+        assert!(all[ALIGN..2 * ALIGN].iter().all(|&b| b == 2));
+        assert!(all[2 * ALIGN..3 * ALIGN].iter().all(|&b| b == 3));
+        assert!(all[3 * ALIGN..].iter().all(|&b| b == 1));
     }
 }

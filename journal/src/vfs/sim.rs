@@ -421,8 +421,10 @@ impl Vfs for SimFs {
         let mut s = self.lock();
         let existing = s.names.get(path).copied();
         let ino = match (mode, existing) {
-            (OpenMode::Read | OpenMode::ReadWrite, Some(i)) => i,
-            (OpenMode::Read | OpenMode::ReadWrite, None) => return Err(not_found(path)),
+            (OpenMode::Read | OpenMode::ReadWrite | OpenMode::ReadWriteDirect, Some(i)) => i,
+            (OpenMode::Read | OpenMode::ReadWrite | OpenMode::ReadWriteDirect, None) => {
+                return Err(not_found(path))
+            }
             (OpenMode::CreateNew, Some(_)) => {
                 return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"))
             }
