@@ -740,7 +740,12 @@ where
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SimStats {
     pub workloads: usize,
+    /// Distinct crash states mounted and checked.
     pub crash_states: usize,
+    /// Crash states skipped because one with the same bytes and bounds was checked.
+    pub duplicates: usize,
+    /// Ops in the seeded random workloads (not counting the small scripted ones).
+    pub ops: usize,
     pub unformatted: usize,
     pub recovery_crashes: usize,
 }
@@ -749,8 +754,12 @@ impl std::fmt::Display for SimStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} workloads, {} crash states ({} unformatted), {} crashes during recovery",
-            self.workloads, self.crash_states, self.unformatted, self.recovery_crashes
+            "{} workloads, {} distinct crash states ({} unformatted; {} duplicates skipped), {} crashes during recovery",
+            self.workloads,
+            self.crash_states,
+            self.unformatted,
+            self.duplicates,
+            self.recovery_crashes
         )
     }
 }
@@ -830,7 +839,7 @@ pub fn sim_crash_points(
     f: &dyn SimStoreFactory,
     seed: u64,
     workloads: usize,
-    txns: usize,
+    min_ops: usize,
 ) -> SimStats {
     let mut stats = SimStats::default();
     let mut rng = Rng::new(seed ^ 0x51a1_c4a5);
@@ -838,7 +847,15 @@ pub fn sim_crash_points(
         let wseed = seed.wrapping_add(w as u64);
         let colls = client_colls(0);
         let mut stream = Stream::new(wseed, colls.clone());
-        let label = format!("workload {w} (seed {wseed})");
+        // As many of the stream's transactions as hold `min_ops` ops.
+        let mut txns = 0;
+        let mut ops = 0;
+        while ops < min_ops {
+            ops += stream.txn(txns).ops().len();
+            txns += 1;
+        }
+        stats.ops += ops;
+        let label = format!("workload {w} (seed {wseed}, {txns} transactions, {ops} ops)");
         crash_workload(
             f,
             &label,
@@ -850,7 +867,11 @@ pub fn sim_crash_points(
             &mut stats,
         );
     }
-    eprintln!("simulated-disk crash test on {}: {stats}", f.name());
+    eprintln!(
+        "simulated-disk crash test on {}: {stats}; seeded workloads of {} ops in all",
+        f.name(),
+        stats.ops
+    );
     stats
 }
 
@@ -1029,9 +1050,18 @@ fn crash_workload(
         drop(store);
         let total = fs.op_count();
         let first = if after_mkfs { mkfs_done + 1 } else { 0 };
+        // Crash states already checked: the same bytes with the same bounds on what
+        // may have survived must recover alike, so each is mounted once.
+        let mut seen = std::collections::HashSet::new();
         for at in first..=total {
+            let acked = marks.iter().filter(|(_, a)| *a <= at).count();
+            let submitted = marks.iter().filter(|(s, _)| *s <= at).count();
             for (keep, tear) in variants(&fs, at, rng) {
                 let img = fs.crash_state(at, &keep, tear);
+                if !seen.insert((img.fingerprint(), acked, submitted, at <= mkfs_done)) {
+                    stats.duplicates += 1;
+                    continue;
+                }
                 // A pristine copy, for crashing the recovery below.
                 let img_copy = img.crash_state(0, &[], None);
                 stats.crash_states += 1;
@@ -1048,8 +1078,6 @@ fn crash_workload(
                     continue;
                 };
                 drop(rstore);
-                let acked = marks.iter().filter(|(_, a)| *a <= at).count();
-                let submitted = marks.iter().filter(|(s, _)| *s <= at).count();
                 let mine = restrict(&st, colls);
                 if !(acked..=submitted).any(|n| *stream.state(n) == mine) {
                     let d = state::diff(stream.state(acked), &mine).unwrap_or_default();
@@ -1128,22 +1156,28 @@ macro_rules! sim_crash_tests {
         fn sim_crash_points() {
             let factory = $factory;
             let heavy = std::env::var("OSTORE_HEAVY").is_ok();
-            let (w, n) = if heavy { (96, 12) } else { (16, 8) };
-            let stats = $crate::crash::sim_crash_points(&factory, 0x5eed, w, n);
+            // Seeded random workloads of at least 50 ops each.
+            let w = if heavy { 200 } else { 16 };
+            let stats = $crate::crash::sim_crash_points(&factory, 0x5eed, w, 50);
             assert!(stats.crash_states > 100 && stats.recovery_crashes > 0);
+            assert!(stats.ops >= 50 * w);
         }
 
         #[test]
         fn sim_crash_small_workloads() {
             let factory = $factory;
-            // Fast tier: every one-op workload over every op kind and a seeded sample of
-            // two- and three-op ones; OSTORE_HEAVY=1: every two-op workload and a larger
-            // sample of three-op ones.
-            let heavy = std::env::var("OSTORE_HEAVY").is_ok();
-            let (pairs, triples) = if heavy { (usize::MAX, 2_000) } else { (60, 30) };
-            let stats = $crate::crash::sim_small_workloads(&factory, pairs, triples);
+            // Fast tier: every one- and two-op workload over every op kind and a seeded
+            // sample of three-op ones; OSTORE_HEAVY=1: a far larger sample of three-op
+            // ones (OSTORE_HEAVY=all: every one of them).
+            let heavy = std::env::var("OSTORE_HEAVY").ok();
+            let triples = match heavy.as_deref() {
+                None => 130,
+                Some("all") => usize::MAX,
+                Some(_) => 5_000,
+            };
+            let stats = $crate::crash::sim_small_workloads(&factory, usize::MAX, triples);
             let kinds = $crate::crash::op_kinds().len();
-            assert!(stats.workloads >= kinds + 90);
+            assert!(stats.workloads >= kinds + kinds * kinds + 130);
             assert!(stats.crash_states > stats.workloads * 10);
         }
     };

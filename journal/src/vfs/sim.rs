@@ -294,6 +294,28 @@ impl SimFs {
         }
     }
 
+    /// A 64-bit digest of what the disk holds now (directories, names, file contents),
+    /// so a crash test can tell crash states that leave the same bytes apart from new
+    /// ones. Two CRC32Cs with different seeds: cheap enough per state, and a false match
+    /// (which would skip one state) is a 2^-64 event.
+    pub fn fingerprint(&self) -> u64 {
+        let s = self.lock();
+        let (mut a, mut b) = (0u32, 0x9e37_79b9u32);
+        let mut add = |bytes: &[u8]| {
+            let len = (bytes.len() as u64).to_le_bytes();
+            a = crc32c::crc32c_append(crc32c::crc32c_append(a, &len), bytes);
+            b = crc32c::crc32c_append(crc32c::crc32c_append(b, bytes), &len);
+        };
+        for d in &s.dirs {
+            add(d.as_os_str().as_encoded_bytes());
+        }
+        for (path, &ino) in &s.names {
+            add(path.as_os_str().as_encoded_bytes());
+            add(s.inodes.get(ino).map_or(&[][..], Vec::as_slice));
+        }
+        (u64::from(a) << 32) | u64::from(b)
+    }
+
     /// Paths of all files.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.lock().names.keys().cloned().collect()
@@ -635,6 +657,39 @@ mod tests {
             }),
         );
         assert_eq!(torn.read_file(&p("/d/a")).unwrap(), b"H\0llo");
+    }
+
+    #[test]
+    fn fingerprints_tell_states_apart() {
+        let fs = SimFs::new();
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/a"), OpenMode::CreateNew).unwrap();
+        fs.sync_dir(&p("/d")).unwrap();
+        f.write_at(b"hello", 0).unwrap();
+        f.sync_data().unwrap();
+        let before = fs.fingerprint();
+        assert_eq!(
+            fs.crash_state(fs.op_count(), &[], None).fingerprint(),
+            before
+        );
+        // Same bytes under another name, other bytes, one byte more: all differ.
+        let g = fs.open(&p("/d/b"), OpenMode::CreateNew).unwrap();
+        let with_b = fs.fingerprint();
+        assert_ne!(with_b, before);
+        g.write_at(b"", 0).unwrap();
+        assert_eq!(fs.fingerprint(), with_b);
+        g.write_at(b"\0", 0).unwrap();
+        assert_ne!(fs.fingerprint(), with_b);
+        f.write_at(b"hellO", 0).unwrap();
+        let changed = fs.fingerprint();
+        f.write_at(b"hello", 0).unwrap();
+        assert_ne!(changed, fs.fingerprint());
+        // The unsynced writes are what a crash drops.
+        let at = fs.op_count();
+        assert_ne!(
+            fs.crash_state(at, &[], None).fingerprint(),
+            fs.fingerprint()
+        );
     }
 
     #[test]
