@@ -1136,12 +1136,27 @@ macro_rules! kill_tests {
             $crate::crash::kill_recovery(&$factory, concat!(module_path!(), "::kill_recovery"));
         }
     };
+    ($factory:expr, iterations = $n:expr) => {
+        #[test]
+        fn kill_recovery() {
+            $crate::crash::kill_recovery_n(
+                &$factory,
+                concat!(module_path!(), "::kill_recovery"),
+                $n,
+            );
+        }
+    };
 }
 
 /// The body of [`kill_tests!`]: 200 kills, and proof that the test checked something.
 /// `path` names the calling test as in [`failpoint_recovery`].
 pub fn kill_recovery(factory: &dyn StoreFactory, path: &'static str) {
-    let stats = kill_test(factory, test_name(path), 200);
+    kill_recovery_n(factory, path, 200);
+}
+
+/// [`kill_recovery`] with `iterations` kills (unless `OSTORE_KILL_ITERS` says otherwise).
+pub fn kill_recovery_n(factory: &dyn StoreFactory, path: &'static str, iterations: usize) {
+    let stats = kill_test(factory, test_name(path), iterations);
     assert!(stats.iterations > 0);
     assert!(
         stats.committed_checked > 0,
