@@ -72,11 +72,6 @@ impl AlignedBuf {
         self.raw.resize(self.pad + len, value);
     }
 
-    /// Bytes it can hold before it must move.
-    pub fn capacity(&self) -> usize {
-        self.raw.capacity().saturating_sub(self.pad)
-    }
-
     /// Whether the start is aligned (always, unless the buffer is empty and unallocated).
     pub fn is_aligned(&self) -> bool {
         (self.as_ptr() as usize).is_multiple_of(ALIGN)

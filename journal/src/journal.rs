@@ -141,14 +141,6 @@ impl Default for JournalOptions {
 
 type Callback = Box<dyn FnOnce(Result<()>) + Send>;
 
-/// Pooled buffers a new open batch takes (a batch usually fills one segment, two when
-/// it crosses into the next volume).
-const POOL_PER_BATCH: usize = 2;
-/// Buffers the pool keeps: enough for the batches of every flush in flight.
-const POOL_MAX: usize = 16;
-/// Larger buffers are freed rather than kept.
-const POOL_MAX_BUF: usize = 16 << 20;
-
 #[derive(Default)]
 struct CState {
     result: Option<Result<(), Arc<Error>>>,
@@ -238,12 +230,10 @@ struct OpenBatch {
     entries: u32,
     entries_crc: u32,
     completion: Arc<Completion>,
-    /// Buffers of earlier batches to fill before allocating new ones.
-    spare: Vec<AlignedBuf>,
 }
 
 impl OpenBatch {
-    fn new(geo: &Geometry, magic: u32, start: StreamPos, spare: Vec<AlignedBuf>) -> Self {
+    fn new(geo: &Geometry, magic: u32, start: StreamPos) -> Self {
         let mut b = OpenBatch {
             start,
             cur: start,
@@ -252,7 +242,6 @@ impl OpenBatch {
             entries: 0,
             entries_crc: 0,
             completion: Arc::new(Completion::default()),
-            spare,
         };
         b.put(geo, magic, &[0u8; batch::HEADER_LEN]);
         b
@@ -268,8 +257,7 @@ impl OpenBatch {
             let within = (self.cur.soff % pl) as usize;
             if self.segs.last().is_none_or(|g| g.vol != self.cur.vol) {
                 let first_sector = if self.cur.soff == 0 { 0 } else { idx };
-                let mut buf = self.spare.pop().unwrap_or_default();
-                buf.resize(0, 0);
+                let mut buf = AlignedBuf::default();
                 if first_sector == 0 {
                     // Sector 0 holds the volume header, filled in at seal time.
                     buf.resize(s, 0);
@@ -370,9 +358,6 @@ struct Inner {
     trim: Mutex<()>,
     blanks: Mutex<Blanks>,
     blank_cv: Condvar,
-    /// Written batch buffers kept for the next batches: refilling memory that is
-    /// already mapped and cached beats faulting in a fresh allocation per batch.
-    pool: Mutex<Vec<AlignedBuf>>,
 }
 
 /// An open journal. See the module docs.
@@ -563,7 +548,6 @@ impl Journal {
             trim: Mutex::new(()),
             blanks: Mutex::new(blanks),
             blank_cv: Condvar::new(),
-            pool: Mutex::new(Vec::new()),
             opts,
         });
         let mut threads = Vec::new();
@@ -737,7 +721,7 @@ impl Inner {
         let start = st.next_start;
         let b = st
             .open
-            .get_or_insert_with(|| OpenBatch::new(&self.geo, self.magic, start, self.take_spare()));
+            .get_or_insert_with(|| OpenBatch::new(&self.geo, self.magic, start));
         let pos = b.cur;
         b.put(&self.geo, self.magic, &hdr);
         b.put(&self.geo, self.magic, meta);
@@ -777,7 +761,6 @@ impl Inner {
         let Some(mut b) = st.open.take() else {
             return Ok(());
         };
-        self.give_back(std::mem::take(&mut b.spare));
         let geo = &self.geo;
         let s = geo.s() as usize;
         let hl = sector::HEADER_LEN;
@@ -1069,23 +1052,6 @@ impl Inner {
         drop(g);
     }
 
-    /// Buffers for a new open batch, from the pool.
-    fn take_spare(&self) -> Vec<AlignedBuf> {
-        let mut p = relock(&self.pool);
-        let n = p.len().saturating_sub(POOL_PER_BATCH);
-        p.split_off(n)
-    }
-
-    /// Returns written buffers to the pool, keeping a few of moderate size.
-    fn give_back(&self, bufs: impl IntoIterator<Item = AlignedBuf>) {
-        let mut p = relock(&self.pool);
-        for b in bufs {
-            if p.len() < POOL_MAX && b.capacity() <= POOL_MAX_BUF {
-                p.push(b);
-            }
-        }
-    }
-
     fn worker(&self, rx: Arc<WorkQueue<Sealed>>) {
         let mut files: HashMap<u64, Box<dyn VfsFile>> = HashMap::new();
         let mut ring = match self.opts.io {
@@ -1093,8 +1059,7 @@ impl Inner {
             IoMode::Pwrite => None,
         };
         while let Some(s) = rx.pop() {
-            let (r, bufs) = self.write_batch(&mut files, ring.as_mut(), s.writes, &s.syncs);
-            self.give_back(bufs);
+            let r = self.write_batch(&mut files, ring.as_mut(), s.writes, &s.syncs);
             self.complete(s.seq, r);
         }
     }
@@ -1110,31 +1075,18 @@ impl Inner {
         }
     }
 
-    /// Writes and syncs a batch; hands back its buffers for reuse (none when io_uring,
-    /// which may have to leak them, took them).
     fn write_batch(
         &self,
         files: &mut HashMap<u64, Box<dyn VfsFile>>,
         ring: Option<&mut crate::uring::Uring>,
-        mut writes: Vec<(u64, u64, AlignedBuf)>,
-        syncs: &[u64],
-    ) -> (Result<()>, Vec<AlignedBuf>) {
-        let r = self.write_batch_io(files, ring, &mut writes, syncs);
-        (r, writes.into_iter().map(|w| w.2).collect())
-    }
-
-    fn write_batch_io(
-        &self,
-        files: &mut HashMap<u64, Box<dyn VfsFile>>,
-        ring: Option<&mut crate::uring::Uring>,
-        writes: &mut Vec<(u64, u64, AlignedBuf)>,
+        writes: Vec<(u64, u64, AlignedBuf)>,
         syncs: &[u64],
     ) -> Result<()> {
         self.check_failed()?;
         if let Some(&min) = syncs.first() {
             files.retain(|&v, _| v + 2 >= min);
         }
-        for (vol, _, _) in writes.iter() {
+        for (vol, _, _) in &writes {
             self.file(files, *vol)?;
         }
         let max_len = writes.iter().map(|w| w.2.len()).max().unwrap_or(0);
@@ -1145,7 +1097,7 @@ impl Inner {
             if let (Some(sfds), Some(wfds)) = (fds, wfds) {
                 if crate::uring::Uring::fits(writes.len(), syncs.len(), max_len) {
                     let what = volume_path(&self.dir, syncs.first().copied().unwrap_or(0));
-                    let chain = std::mem::take(writes)
+                    let chain = writes
                         .into_iter()
                         .zip(wfds)
                         .map(|((_, off, buf), fd)| (fd, off, buf))
@@ -1156,7 +1108,7 @@ impl Inner {
                 }
             }
         }
-        for (vol, off, buf) in writes.iter() {
+        for (vol, off, buf) in &writes {
             let f = self.file(files, *vol)?;
             f.write_at(buf, *off)
                 .map_err(|e| Error::io("write", volume_path(&self.dir, *vol), e))?;
@@ -1250,12 +1202,7 @@ impl Inner {
                 if st.wrote && !confirmed {
                     confirmed = true;
                     let start = st.next_start;
-                    st.open = Some(OpenBatch::new(
-                        &self.geo,
-                        self.magic,
-                        start,
-                        self.take_spare(),
-                    ));
+                    st.open = Some(OpenBatch::new(&self.geo, self.magic, start));
                     continue;
                 }
                 return Ok(());
