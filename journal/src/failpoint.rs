@@ -10,8 +10,13 @@
 //! `name=N[:action],name2=M[:action]` fires on the N-th hit (1-based) of `name`;
 //! `action` is `abort` (default: the process dies on the spot, as a crash would, with
 //! unsynced data in the page cache and no destructor run), `error` (the call returns
-//! an I/O error, which the store must turn into a fail-stop) or `pauseMS` (the thread
-//! sleeps MS milliseconds, to hold a race window open).
+//! an I/O error, which the store must turn into a fail-stop), `pauseMS` (the thread
+//! sleeps MS milliseconds, to hold a race window open) or `panic` (the thread panics,
+//! as a bug would: the store must fail stop, not hang).
+//!
+//! Besides the crash points of [`ALL`], two points exist only for targeted tests:
+//! `journaling.after_append` (a submitter between its append and the record of its
+//! volume) and `apply.entry` (an apply worker about to apply an entry).
 
 use std::io;
 
@@ -52,6 +57,8 @@ pub enum Action {
     /// The thread sleeps this many milliseconds, then goes on: widens a race window
     /// so a test can make the interleaving it needs.
     Pause(u64),
+    /// The thread panics: stands for a bug in the code that passes the point.
+    Panic,
 }
 
 #[cfg(feature = "failpoints")]
@@ -113,12 +120,13 @@ mod imp {
 pub fn parse(spec: &str) -> Result<Vec<(String, u64, Action)>, String> {
     let mut out = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, rest) = item
-            .split_once('=')
-            .ok_or_else(|| format!("failpoint {item:?}: expected name=N[:abort|error|pauseMS]"))?;
+        let (name, rest) = item.split_once('=').ok_or_else(|| {
+            format!("failpoint {item:?}: expected name=N[:abort|error|pauseMS|panic]")
+        })?;
         let (n, action) = match rest.split_once(':') {
             Some((n, "abort")) => (n, Action::Abort),
             Some((n, "error")) => (n, Action::Error),
+            Some((n, "panic")) => (n, Action::Panic),
             Some((n, a)) if a.starts_with("pause") => match a["pause".len()..].parse() {
                 Ok(ms) => (n, Action::Pause(ms)),
                 Err(_) => return Err(format!("failpoint {name}: bad pause {a:?}")),
@@ -136,7 +144,7 @@ pub fn parse(spec: &str) -> Result<Vec<(String, u64, Action)>, String> {
 }
 
 /// Passes a point inside a critical section, where an error cannot be returned: an
-/// armed `abort` or `pause` acts as in [`hit`]; an armed `error` is ignored.
+/// armed `abort`, `pause` or `panic` acts as in [`hit`]; an armed `error` is ignored.
 #[inline]
 pub fn pause(name: &str) {
     let _ = hit(name);
@@ -176,6 +184,7 @@ pub fn hit(name: &str) -> io::Result<()> {
             )));
         }
         Some(Action::Pause(ms)) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+        Some(Action::Panic) => panic!("failpoint {name}: panic"),
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = name;

@@ -387,6 +387,17 @@ fn blank_path(dir: &Path, n: u64) -> PathBuf {
 pub fn read_info(vfs: &dyn Vfs, dir: &Path) -> Result<JournalInfo> {
     let path = info_path(dir);
     let Some(bytes) = AtomicFileReader::new(vfs, &path, info::MAGIC).read()? else {
+        // Volumes without their info file are a damaged journal, not an absent one.
+        let volumes = crate::scan::list_volumes(vfs, dir).unwrap_or_default();
+        if let Some(first) = volumes.first() {
+            return Err(Error::BadFile {
+                path,
+                reason: format!(
+                    "missing, while the directory holds {} journal volume(s) from {first:010}.vol",
+                    volumes.len()
+                ),
+            });
+        }
         return Err(Error::NotFound(dir.to_path_buf()));
     };
     JournalInfo::decode(&bytes).map_err(|r| Error::BadFile { path, reason: r.0 })

@@ -61,8 +61,8 @@ pub use journal::{
     read_info, AppendHandle, BlankMethod, IoMode, Journal, JournalOptions, TocContext, TocFn,
 };
 pub use scan::{
-    dump_volume, scan, volume_path, BatchDump, EntryDump, MetaAction, ScanCallbacks, ScanOutcome,
-    Tail, VolumeDump,
+    dump_volume, list_volumes, scan, volume_path, BatchDump, EntryDump, MetaAction, ScanCallbacks,
+    ScanOutcome, Tail, VolumeDump,
 };
 pub use vfs::{OpenMode, RealFs, SimFs, Vfs, VfsFile};
 

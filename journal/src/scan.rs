@@ -402,6 +402,25 @@ pub(crate) struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     pub(crate) fn new(vfs: &'a dyn Vfs, dir: &Path, geo: Geometry, magic: u32) -> Result<Self> {
         let volumes = list_volumes(vfs, dir)?;
+        // Volumes are made whole (a blank is written and synced before it is renamed into
+        // place), so a shorter one was cut: damage, never a torn write to end cleanly at.
+        for &v in &volumes {
+            let path = volume_path(dir, v);
+            let len = vfs
+                .open(&path, OpenMode::Read)
+                .and_then(|f| f.len())
+                .map_err(|e| Error::io("stat", &path, e))?;
+            if len != geo.volume_size {
+                return Err(Error::Corrupt {
+                    volume: v,
+                    offset: len.min(geo.volume_size),
+                    reason: format!(
+                        "the volume file is {len} bytes, not the journal's volume size of {}",
+                        geo.volume_size
+                    ),
+                });
+            }
+        }
         Ok(Scanner {
             vfs,
             dir: dir.to_path_buf(),

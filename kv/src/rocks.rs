@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, ErrorKind,
-    FlushOptions, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, DBRecoveryMode,
+    ErrorKind, FlushOptions, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
 };
 
 use crate::batch::{BatchOp, WriteBatch};
@@ -80,6 +80,10 @@ impl RocksOptions {
             .map_err(map_err)?;
         opts.create_if_missing(self.create_if_missing);
         opts.set_paranoid_checks(self.paranoid_checks);
+        // RocksDB's default (point in time) ends WAL replay silently at the first damaged
+        // record, dropping every later one, synced or not. Only a torn tail (records a
+        // crash cut) may be dropped; damage before it is an error.
+        opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
         opts.set_use_fsync(self.use_fsync);
         opts.set_write_buffer_size(self.write_buffer_bytes);
         opts.set_max_background_jobs(self.max_background_jobs);
@@ -132,7 +136,25 @@ impl RocksDb {
             ));
         }
         let path = path.as_ref().to_path_buf();
-        let db = DB::open(&opts.to_rocksdb()?, &path).map_err(map_err)?;
+        let db = DB::open(&opts.to_rocksdb()?, &path).map_err(|e| {
+            let e = map_err(e);
+            if opts.create_if_missing {
+                return e;
+            }
+            // A database that must exist: a missing CURRENT or MANIFEST is damage to it,
+            // not a bad argument or a failing disk; and every message names the database.
+            let at = path.display();
+            match e {
+                Error::InvalidArgument(m) if m.contains("does not exist") => {
+                    Error::Corruption(format!("the database in {at} is incomplete: {m}"))
+                }
+                Error::Io(m) if m.contains("No such file or directory") => {
+                    Error::Corruption(format!("the database in {at} is incomplete: {m}"))
+                }
+                Error::Corruption(m) => Error::Corruption(format!("the database in {at}: {m}")),
+                e => e,
+            }
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -387,6 +409,12 @@ impl KvIterator for RocksIter<'_> {
 fn map_err(e: rocksdb::Error) -> Error {
     let kind = e.kind();
     let msg = e.into_string();
+    // RocksDB's status text starts with its code's name, which our variant already says.
+    let msg = ["Corruption: ", "IO error: ", "Invalid argument: "]
+        .iter()
+        .find_map(|p| msg.strip_prefix(p))
+        .map(str::to_string)
+        .unwrap_or(msg);
     match kind {
         ErrorKind::Corruption => Error::Corruption(msg),
         ErrorKind::IOError => Error::Io(msg),

@@ -109,6 +109,10 @@ pub trait Backend: Send + Sync + 'static {
     fn apply_staged(&self, seq: u64, txn: &Transaction, _staged: &[Staged]) -> Result<Result<()>> {
         self.apply(seq, txn)
     }
+    /// Called once the mount's replay is over, before any new transaction: until then
+    /// the backend may meet state a crash left half-updated (and must not take it for
+    /// damage).
+    fn replay_finished(&self) {}
     /// Makes every applied transaction durable; `seq` is the last one applied.
     fn checkpoint(&self, seq: u64) -> Result<()>;
     /// Called first, with applies quiesced exactly at `seq`. A backend that captures
@@ -436,22 +440,101 @@ pub fn decode_entry(data: &[u8]) -> Result<Vec<Transaction>> {
     decode_entry_staged(data).map(|(t, _)| t)
 }
 
-/// Reads the recorded checkpoint seq (0 when none was ever written).
-pub fn read_checkpoint(vfs: &dyn Vfs, data_path: &Path) -> Result<u64> {
+/// What a checkpoint file records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckpointRecord {
+    /// Every transaction up to this seq is durable in the backend.
+    pub seq: u64,
+    /// The journal volumes that must still exist: from the first one replay needs
+    /// through the newest one at the checkpoint (`None` in the version-1 format, which
+    /// recorded only the seq, and when the journal had no volume yet).
+    pub volumes: Option<(u64, u64)>,
+}
+
+impl CheckpointRecord {
+    /// The payload: `u64 seq` (version 1), or `u64 seq, u64 first volume, u64 newest
+    /// volume` (version 2; docs/FORMATS.md).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = self.seq.to_le_bytes().to_vec();
+        if let Some((first, newest)) = self.volumes {
+            b.extend_from_slice(&first.to_le_bytes());
+            b.extend_from_slice(&newest.to_le_bytes());
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> std::result::Result<CheckpointRecord, String> {
+        let u = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(a)
+        };
+        match b.len() {
+            8 => Ok(CheckpointRecord {
+                seq: u(0),
+                volumes: None,
+            }),
+            24 if u(1) <= u(2) + 1 && u(2) > 0 => Ok(CheckpointRecord {
+                seq: u(0),
+                volumes: Some((u(1), u(2))),
+            }),
+            24 => Err(format!(
+                "journal volumes {}..={} are not a range a checkpoint can need",
+                u(1),
+                u(2)
+            )),
+            n => Err(format!("{n} bytes of payload, expected 8 or 24")),
+        }
+    }
+}
+
+/// Reads the recorded checkpoint (seq 0 when none was ever written).
+pub fn read_checkpoint_record(vfs: &dyn Vfs, data_path: &Path) -> Result<CheckpointRecord> {
     let p = data_path.join(CHECKPOINT_FILE);
     match AtomicFileReader::new(vfs, &p, CHECKPOINT_MAGIC)
         .read()
         .map_err(journal_error)?
     {
-        None => Ok(0),
-        Some(b) if b.len() == 8 => {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b);
-            Ok(u64::from_le_bytes(a))
+        None => Ok(CheckpointRecord::default()),
+        Some(b) => CheckpointRecord::decode(&b)
+            .map_err(|why| Error::corrupt(format!("{} is invalid: {why}", p.display()))),
+    }
+}
+
+/// Reads the recorded checkpoint seq (0 when none was ever written).
+pub fn read_checkpoint(vfs: &dyn Vfs, data_path: &Path) -> Result<u64> {
+    read_checkpoint_record(vfs, data_path).map(|r| r.seq)
+}
+
+/// Refuses a journal that lost volumes a checkpoint says must exist: the oldest ones
+/// (deleted from the directory, so the scan alone cannot see the loss) or the newest.
+pub fn check_journal_volumes(vfs: &dyn Vfs, journal: &Path, rec: &CheckpointRecord) -> Result<()> {
+    let Some((first, newest)) = rec.volumes else {
+        return Ok(());
+    };
+    let live = match ostore_journal::list_volumes(vfs, journal) {
+        Ok(l) => l,
+        // No journal directory at all: every needed volume is missing.
+        Err(ostore_journal::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Default::default()
         }
-        Some(_) => Err(Error::corrupt(format!(
-            "{} has the wrong length",
-            p.display()
+        Err(e) => return Err(journal_error(e)),
+    };
+    let need = first.min(newest);
+    let missing = (need..=newest).find(|v| !live.contains(v));
+    match missing {
+        None => Ok(()),
+        Some(v) => Err(Error::corrupt(format!(
+            "journal volume {} is missing from {}: the checkpoint at seq {} needs volumes {need} to {newest} (the directory holds {})",
+            v,
+            journal.display(),
+            rec.seq,
+            match (live.first(), live.last()) {
+                (Some(a), Some(b)) => format!("volumes {a} to {b}"),
+                _ => "no volume".to_string(),
+            }
         ))),
     }
 }
@@ -627,7 +710,20 @@ impl<B: Backend> Shared<B> {
     /// Apply worker: drains one sequencer in order.
     fn drain(&self, sq: &Arc<Sequencer>) {
         while let Some(p) = self.sched.next(sq) {
-            let outcome = self.apply_entry(p.seq, &p.payload.txns, &p.payload.staged);
+            // A panic while applying (a bug) must not leave the entry counted as running,
+            // which would hang every later wait: it fails the store like an I/O error.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.apply_entry(p.seq, &p.payload.txns, &p.payload.staged)
+            }))
+            .unwrap_or_else(|panic| {
+                let e = Error::failed(format!(
+                    "applying journal entry {} panicked: {}",
+                    p.seq,
+                    panic_message(&*panic)
+                ));
+                self.fail(&e);
+                Err(e)
+            });
             self.sched.finish(sq, p.seq);
             if let Some(cb) = p.payload.on_applied {
                 self.finish(Box::new(move || cb(outcome)));
@@ -638,6 +734,11 @@ impl<B: Backend> Shared<B> {
     /// Applies one entry's transactions; returns what `on_applied` reports.
     fn apply_entry(&self, seq: u64, txns: &[Transaction], staged: &[Staged]) -> Result<()> {
         self.check()?;
+        if let Err(e) = failpoint::hit("apply.entry") {
+            let e = Error::from(e).context("applying a journal entry");
+            self.fail(&e);
+            return Err(e);
+        }
         let mut outcome = Ok(());
         for (i, t) in txns.iter().enumerate() {
             match apply_one(&self.backend, seq, i, t, staged) {
@@ -736,13 +837,6 @@ impl<B: Backend> Shared<B> {
         self.check()?;
         self.backend.checkpoint(cp)?;
         failpoint::hit("checkpoint.after_backend")?;
-        AtomicFileWriter::new(
-            &*self.vfs,
-            self.data_path.join(CHECKPOINT_FILE),
-            CHECKPOINT_MAGIC,
-        )
-        .write(&cp.to_le_bytes())
-        .map_err(journal_error)?;
         let keep_from = {
             let mut v = lock(&self.volumes);
             let rest = v.split_off(&(cp + 1));
@@ -756,6 +850,20 @@ impl<B: Backend> Shared<B> {
                 .copied()
                 .unwrap_or_else(|| journal.end_position().volume)
         };
+        // Recorded with the seq, so a mount can tell volumes lost from the directory
+        // (which no scan sees) from volumes trimmed.
+        let newest = journal.volumes().last().copied();
+        let record = CheckpointRecord {
+            seq: cp,
+            volumes: newest.map(|n| (keep_from, n)),
+        };
+        AtomicFileWriter::new(
+            &*self.vfs,
+            self.data_path.join(CHECKPOINT_FILE),
+            CHECKPOINT_MAGIC,
+        )
+        .write(&record.encode())
+        .map_err(journal_error)?;
         failpoint::hit("checkpoint.before_trim")?;
         journal.trim_before(keep_from).map_err(journal_error)?;
         tracing::debug!(seq = cp, keep_from, "checkpoint");
@@ -1101,7 +1209,9 @@ impl<B: Backend> JournaledStore<B> {
             )));
         }
         let durable = backend.mount()?;
-        let recorded = read_checkpoint(&*self.vfs, &self.data_path)?;
+        let record = read_checkpoint_record(&*self.vfs, &self.data_path)?;
+        let recorded = record.seq;
+        check_journal_volumes(&*self.vfs, &self.journal_path(), &record)?;
         if recorded > durable {
             return Err(Error::corrupt(format!(
                 "checkpoint file says seq {recorded} is durable but the {} backend holds only seq {durable}",
@@ -1192,7 +1302,13 @@ impl<B: Backend> JournaledStore<B> {
             "ostore-finisher".into(),
             Box::new(move || {
                 while let Ok(f) = fin_rx.recv() {
-                    f();
+                    // A caller's callback that panics must not take the later ones with it.
+                    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                        tracing::error!(
+                            panic = panic_message(&*panic),
+                            "a completion callback panicked"
+                        );
+                    }
                 }
             }),
         )?);
@@ -1213,6 +1329,7 @@ impl<B: Backend> JournaledStore<B> {
                 Box::new(move || scrub_loop(&sh, &stop)),
             )?);
         }
+        shared.backend.replay_finished();
         // Replayed state becomes the new base at once, so the journal can be trimmed.
         if report.replayed > 0 {
             shared.checkpoint(&journal)?;
@@ -1432,8 +1549,15 @@ fn checkpoint_loop<B: Backend>(sh: &Arc<Shared<B>>, j: &Arc<Journal>, stop: &Arc
             *req = false;
         }
         if sh.sched.checkpoint_due() && sh.check().is_ok() {
-            if let Err(e) = sh.checkpoint(j) {
-                tracing::error!(error = %e, "checkpoint failed");
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.checkpoint(j)));
+            match run {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "checkpoint failed"),
+                // A hold left behind by a panic would stall every submitter: fail stop.
+                Err(panic) => sh.fail(&Error::failed(format!(
+                    "a checkpoint panicked: {}",
+                    panic_message(&*panic)
+                ))),
             }
         }
         last = Instant::now();
@@ -1747,6 +1871,14 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
     }
 }
 
+/// The text of a caught panic's payload (what `panic!` was given, when it was a string).
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 impl<B: Backend> Drop for JournaledStore<B> {
     fn drop(&mut self) {
         // A store dropped while mounted stops its threads without a checkpoint: what is
@@ -1792,6 +1924,51 @@ mod tests {
                 crc: crc32c::crc32c(&[2; 6000]),
             },
         ]
+    }
+
+    #[test]
+    fn checkpoint_records_round_trip_and_refuse_damage() {
+        for r in [
+            CheckpointRecord {
+                seq: 0,
+                volumes: None,
+            },
+            CheckpointRecord {
+                seq: 77,
+                volumes: None,
+            },
+            CheckpointRecord {
+                seq: 77,
+                volumes: Some((3, 5)),
+            },
+            CheckpointRecord {
+                seq: u64::MAX,
+                volumes: Some((6, 5)),
+            },
+        ] {
+            let b = r.encode();
+            assert_eq!(b.len(), if r.volumes.is_some() { 24 } else { 8 });
+            assert_eq!(CheckpointRecord::decode(&b).unwrap(), r);
+        }
+        // Version 1 (the seq alone) still reads.
+        assert_eq!(
+            CheckpointRecord::decode(&9u64.to_le_bytes()).unwrap(),
+            CheckpointRecord {
+                seq: 9,
+                volumes: None
+            }
+        );
+        let v2 = |a: u64, b: u64, c: u64| [a, b, c].map(u64::to_le_bytes).concat();
+        for bad in [
+            vec![],
+            vec![0; 7],
+            vec![0; 16],
+            vec![0; 25],
+            v2(1, 9, 5), // first volume past the newest + 1
+            v2(1, 0, 0), // no newest volume
+        ] {
+            assert!(CheckpointRecord::decode(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

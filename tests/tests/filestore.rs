@@ -684,3 +684,249 @@ fn a_truncate_redone_over_a_cut_file_fixes_its_checksums() {
     assert!(r.is_clean(), "{r:?}");
     store.umount().unwrap();
 }
+
+fn flip_file_byte(path: &std::path::Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x20], at).unwrap();
+}
+
+/// Found by a corruption sweep through os-tool: a small write into a damaged 64 KiB
+/// extent recomputed the extent's checksum over the damaged bytes, after which reads
+/// returned them and fsck was clean.
+#[test]
+fn a_partial_rewrite_never_launders_a_damaged_extent() {
+    let f = fs_factory();
+    let s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "victim");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241 + 1) as u8).collect();
+    let mut t = Transaction::new();
+    t.write(&c, &o, 0, data.clone());
+    s.apply_ok(t);
+    let path = ostore_filestore::locate_object(s.path(), &c, &o)
+        .unwrap()
+        .expect("object file");
+    // Damage extent 1, then rewrite a few bytes elsewhere in it, cut inside it, and
+    // zero part of it: each keeps the damaged byte.
+    flip_file_byte(&path, 70_000);
+    let ch = s.ch(&c);
+    for (what, t) in [
+        ("write", {
+            let mut t = Transaction::new();
+            t.write(&c, &o, 100_000, b"new".to_vec());
+            t
+        }),
+        ("zero", {
+            let mut t = Transaction::new();
+            t.zero(&c, &o, 90_000, 10);
+            t
+        }),
+        ("truncate", {
+            let mut t = Transaction::new();
+            t.truncate(&c, &o, 120_000);
+            t
+        }),
+    ] {
+        s.apply_ok(t);
+        let e = s.store().read(&ch, &o, 65_536, 1_000).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "after a partial {what}: {e}");
+        assert!(!s.store().fsck(true).unwrap().is_clean(), "after {what}");
+    }
+    // Extent 0 was never damaged and still reads.
+    assert_eq!(s.read(&c, &o, 0, 1_000).unwrap(), data[..1_000]);
+    // Rewriting the damaged extent whole repairs it.
+    let mut t = Transaction::new();
+    t.write(&c, &o, 65_536, vec![7; 65_536]);
+    s.apply_ok(t);
+    assert_eq!(s.read(&c, &o, 65_536, 100).unwrap(), vec![7; 100]);
+}
+
+/// An object file cut short kept the checksums of the extents it lost, but reads and
+/// stat served the short file as the object (found by the same sweep).
+#[test]
+fn an_object_file_cut_short_is_corrupt_not_short() {
+    let f = fs_factory();
+    let s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "cut");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 239 + 1) as u8).collect();
+    let mut t = Transaction::new();
+    t.write(&c, &o, 0, data.clone());
+    s.apply_ok(t);
+    let path = ostore_filestore::locate_object(s.path(), &c, &o)
+        .unwrap()
+        .expect("object file");
+    for cut in [131_072u64, 0] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let ch = s.ch(&c);
+        let e = s.store().read(&ch, &o, 0, 0).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Corrupt,
+            "read of a file cut to {cut}: {e}"
+        );
+        assert!(e.to_string().contains("cut short"), "{e}");
+        let e = s.store().stat(&ch, &o).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Corrupt,
+            "stat of a file cut to {cut}: {e}"
+        );
+        assert!(!s.store().fsck(true).unwrap().is_clean());
+    }
+    // A legitimate truncate drops the checksums with the bytes.
+    let o2 = ObjectId::new(1, "short");
+    let mut t = Transaction::new();
+    t.write(&c, &o2, 0, data.clone()).truncate(&c, &o2, 65_536);
+    s.apply_ok(t);
+    assert_eq!(s.read_all(&c, &o2), data[..65_536]);
+    assert_eq!(s.size(&c, &o2), 65_536);
+}
+
+/// A mount never makes a new, empty database where the store's is damaged (it did for
+/// a missing CURRENT, and the failed command had changed the store), and damage in
+/// RocksDB's WAL (where FileStore's checkpoints make the kv durable) is an error, not
+/// a silent end of replay that drops every later record.
+#[test]
+fn a_damaged_kv_database_is_refused_never_replaced_or_cut() {
+    let f = fs_factory();
+    let mut s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "omapped");
+    let keys: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = (0..40u32)
+        .map(|i| (format!("key{i:03}").into_bytes(), vec![i as u8; 100]))
+        .collect();
+    let mut t = Transaction::new();
+    t.touch(&c, &o).omap_setkeys(&c, &o, keys);
+    s.apply_ok(t);
+    s.umount();
+    let kv = s.path().join("current").join("kv");
+    let pristine = tempfile::tempdir().unwrap();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    copy(&kv, &pristine.path().join("kv"));
+    // Damage inside the checkpointed omap records, wherever RocksDB keeps them now
+    // (normally its WAL; an SST if a flush ran). An obsolete WAL file not yet deleted
+    // may hold nothing live, so the damage goes where a key's bytes are.
+    let mut hit = 0;
+    for e in std::fs::read_dir(&kv).unwrap() {
+        let p = e.unwrap().path();
+        if !p.extension().is_some_and(|x| x == "log" || x == "sst") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        if let Some(at) = bytes.windows(6).position(|w| w == b"key020") {
+            flip_file_byte(&p, (at + 3) as u64);
+            hit += 1;
+        }
+    }
+    assert!(hit > 0, "no kv file holds the omap keys");
+    match s.try_mount() {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
+        // Damage in an SST is found when its block is read: still never missing keys.
+        Ok(()) => {
+            let ch = s.ch(&c);
+            match s.store().omap_get_keys(&ch, &o) {
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
+                Ok(k) => panic!("damaged omap records read as {} keys", k.len()),
+            }
+            s.umount();
+        }
+    }
+    // A missing CURRENT: refused, and nothing is created in its place.
+    std::fs::remove_dir_all(&kv).unwrap();
+    copy(&pristine.path().join("kv"), &kv);
+    std::fs::remove_file(kv.join("CURRENT")).unwrap();
+    let e = s.try_mount().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("kv"), "{e}");
+    assert!(
+        !kv.join("CURRENT").exists(),
+        "a failed mount made a new database"
+    );
+    // The untouched database mounts and has every key.
+    std::fs::remove_dir_all(&kv).unwrap();
+    copy(&pristine.path().join("kv"), &kv);
+    s.mount();
+    let ch = s.ch(&c);
+    assert_eq!(s.store().omap_get_keys(&ch, &o).unwrap().len(), 40);
+}
+
+/// Flips one byte of xattr `name` of `path` in place, through raw syscalls (what a
+/// stray tool or a bad sector would do): the store must notice.
+fn flip_xattr(path: &std::path::Path, name: &[u8]) {
+    use ostore_filestore::sys;
+    let f = std::fs::File::open(path).unwrap();
+    let mut v = sys::fgetxattr(&f, name).unwrap().expect("the xattr exists");
+    v[0] ^= 0x20;
+    sys::fsetxattr(&f, name, &v).unwrap();
+}
+
+/// Found by the corruption sweep: FileStore's xattrs (inline attrs, the object number,
+/// a collection's bits) had no checksum, so a changed value was served as the attr, or
+/// made an object read as empty, and fsck was clean.
+#[test]
+fn damaged_xattrs_are_corrupt_never_served() {
+    let f = fs_factory();
+    let s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let (a, b) = (ObjectId::new(1, "attrs"), ObjectId::new(1, "omap"));
+    let mut t = Transaction::new();
+    t.touch(&c, &a)
+        .touch(&c, &b)
+        .setattr(&c, &a, "_", b"object info".to_vec())
+        .setattr(&c, &a, "snapset", b"ss".to_vec())
+        .omap_setheader(&c, &b, b"header".to_vec());
+    s.apply_ok(t);
+    assert!(s.store().fsck(true).unwrap().is_clean());
+    let ch = s.ch(&c);
+    let pa = ostore_filestore::locate_object(s.path(), &c, &a)
+        .unwrap()
+        .unwrap();
+    flip_xattr(&pa, b"user.ostore.a._");
+    let e = s.store().getattr(&ch, &a, "_").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("user.ostore.a._"), "{e}");
+    let e = s.store().getattrs(&ch, &a).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let r = s.store().fsck(true).unwrap();
+    assert!(!r.is_clean(), "fsck after an attr xattr flip: {r:?}");
+    // The other attr is intact.
+    assert_eq!(s.store().getattr(&ch, &a, "snapset").unwrap(), b"ss");
+
+    let pb = ostore_filestore::locate_object(s.path(), &c, &b)
+        .unwrap()
+        .unwrap();
+    flip_xattr(&pb, b"user.ostore.n");
+    let e = s.store().omap_get_header(&ch, &b).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "object number flipped: {e}");
+
+    flip_xattr(
+        &s.path().join("current").join(c.to_string()),
+        b"user.ostore.bits",
+    );
+    let r = s.store().fsck(false).unwrap();
+    assert!(
+        r.errors.iter().any(|e| e.contains("user.ostore.bits")),
+        "fsck after a bits flip: {r:?}"
+    );
+}

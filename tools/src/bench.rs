@@ -779,6 +779,54 @@ pub fn raw_reads(
     Ok(t?.result("raw-pread", "raw", clients))
 }
 
+/// The raw anchor for replay: one sequential pass of 1 MiB `read`s over a file of
+/// `bytes`, written and synced first, with the page cache dropped before the pass (as
+/// the replay benchmark drops it before mounting), so it is the disk's sequential read
+/// bandwidth when run as root.
+pub fn raw_seq_read(dir: &Path, bytes: u64) -> Result<BenchResult> {
+    use std::io::Read;
+    let p = dir.join(format!("raw-seqread-{}", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&p)?;
+        let chunk = vec![1u8; 1 << 20];
+        let mut off = 0;
+        while off < bytes {
+            f.write_all(&chunk)?;
+            off += chunk.len() as u64;
+        }
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&p);
+        return Err(Error::from(e));
+    }
+    drop_caches();
+    let t0 = Instant::now();
+    let read = (|| -> std::io::Result<u64> {
+        let mut f = std::fs::File::open(&p)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    })();
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&p);
+    let total = read.map_err(Error::from)?;
+    Ok(Tally {
+        ops: total >> 20,
+        bytes: total,
+        secs,
+        hist: hist(),
+    }
+    .result("raw-seqread", "raw", 1))
+}
+
 /// The raw RocksDB anchor: `clients` threads, each committing a one-key WriteBatch of a
 /// `size`-byte value with sync=true (RocksDB's own group commit), on a fresh database in
 /// the scratch directory. KeyValueStore's small transactions are compared with it.
@@ -849,6 +897,7 @@ fn anchor_for(workload: &str, o: &BenchOpts) -> Result<Option<(BenchResult, &'st
                 "ops/s"
             },
         )),
+        "replay" => Some((raw_seq_read(&o.dir, o.total_bytes.max(1 << 20))?, "MB/s")),
         "read-random" => Some((
             raw_reads(
                 &o.dir,

@@ -714,7 +714,17 @@ fn journal_dump(
 ) -> Result<()> {
     // No mount, no superblock check beyond the directory: this must work on a store
     // that will not mount.
-    let (doc, damage) = crate::journal_cmd::dump(&cfg.journal_dir(), volume, ops)?;
+    let (doc, mut damage) = crate::journal_cmd::dump(&cfg.journal_dir(), volume, ops)?;
+    if damage.is_none() {
+        // Volumes deleted from the directory leave nothing for the scan to see; the
+        // checkpoint says which must exist.
+        let vfs = ostore_journal::RealFs::new();
+        damage = ostore_os::journaling::read_checkpoint_record(&vfs, &cfg.data_path)
+            .and_then(|rec| {
+                ostore_os::journaling::check_journal_volumes(&vfs, &cfg.journal_dir(), &rec)
+            })
+            .err();
+    }
     output::document(out, fmt, &doc)?;
     match damage {
         None => Ok(()),

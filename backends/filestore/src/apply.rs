@@ -42,6 +42,7 @@ use ostore_os::{precheck, CollectionId, Error, ErrorKind, ObjectId, Op, Result, 
 
 use crate::index::{dir_path, CollIndex};
 use crate::names::{self, Guard, Pos};
+use crate::xattr;
 use crate::{
     attr_xattr_name, csum_key, extent_crc, fsback, ioe, kind_from_errno, kve, okey, open_ro,
     open_rw, oprefix_range, read_birth, read_guard, read_onum, sys, zero_extent_crc, Mounted, Onum,
@@ -240,7 +241,7 @@ impl Mounted {
                 .map_err(|e| ioe(e, format!("fsync {}", d.display())))?;
         }
         crate::failpoint(&self.data)?;
-        sys::fsetxattr(f, XA_GUARD, &Guard { pos, in_progress }.encode())
+        xattr::set(f, XA_GUARD, &Guard { pos, in_progress }.encode())
             .map_err(|e| ioe(e, "setting a replay guard"))?;
         f.sync_all().map_err(|e| ioe(e, "fsync after a guard"))
     }
@@ -262,14 +263,14 @@ impl Mounted {
             self.kv.flush().map_err(kve)?;
         }
         crate::failpoint(&self.data)?;
-        sys::fsetxattr(&d, XA_GUARD, &Guard { pos, in_progress }.encode())
+        xattr::set(&d, XA_GUARD, &Guard { pos, in_progress }.encode())
             .map_err(|e| ioe(e, "setting a collection guard"))?;
         d.sync_all().map_err(|e| ioe(e, "fsync a collection"))
     }
 
     fn set_bits(&self, cid: &CollectionId, bits: u32) -> Result<()> {
         let d = sys::open_dir(&self.coll_path(cid)).map_err(|e| ioe(e, "opening a collection"))?;
-        sys::fsetxattr(&d, XA_BITS, &bits.to_le_bytes()).map_err(|e| ioe(e, "setting bits"))
+        xattr::set(&d, XA_BITS, &bits.to_le_bytes()).map_err(|e| ioe(e, "setting bits"))
     }
 
     fn barrier(&self) -> Result<()> {
@@ -308,7 +309,7 @@ impl Mounted {
 
     fn set_oid(&self, f: &File, oid: &ObjectId) -> Result<()> {
         let bytes = object_key(oid);
-        match sys::fsetxattr(f, XA_OID, &bytes) {
+        match xattr::set(f, XA_OID, &bytes) {
             Ok(()) => Ok(()),
             Err(e) if spillable(&e) => {
                 // Too big for this filesystem's xattrs (ext4): keep it in the kv layer,
@@ -318,7 +319,7 @@ impl Mounted {
                 let mut b = WriteBatch::new();
                 b.set(k, bytes);
                 self.commit(&b, false)?;
-                sys::fsetxattr(f, XA_OID, b"K").map_err(|e| ioe(e, "setting the oid xattr"))
+                xattr::set(f, XA_OID, b"K").map_err(|e| ioe(e, "setting the oid xattr"))
             }
             Err(e) => Err(ioe(e, "setting the oid xattr")),
         }
@@ -342,13 +343,13 @@ impl Mounted {
                         // Created but its number never set (a crash between the two):
                         // nothing in the kv layer can refer to it yet.
                         let o = self.new_onum();
-                        sys::fsetxattr(&f, XA_ONUM, &o)
+                        xattr::set(&f, XA_ONUM, &o)
                             .map_err(|e| ioe(e, "setting an object number"))?;
                         o
                     }
                 };
                 if long
-                    && sys::fgetxattr(&f, XA_OID)
+                    && xattr::get(&f, XA_OID)
                         .map_err(|e| ioe(e, "getxattr"))?
                         .is_none()
                 {
@@ -367,8 +368,8 @@ impl Mounted {
         let tp = self.tmp_path(pos, "create");
         let f = self.new_tmp(&tp)?;
         let onum = self.new_onum();
-        sys::fsetxattr(&f, XA_ONUM, &onum).map_err(|e| ioe(e, "setting an object number"))?;
-        sys::fsetxattr(&f, XA_BIRTH, &pos.bytes()).map_err(|e| ioe(e, "setting a birth"))?;
+        xattr::set(&f, XA_ONUM, &onum).map_err(|e| ioe(e, "setting an object number"))?;
+        xattr::set(&f, XA_BIRTH, &pos.bytes()).map_err(|e| ioe(e, "setting a birth"))?;
         if long {
             self.set_oid(&f, oid)?;
         }
@@ -445,6 +446,79 @@ impl Mounted {
         self.commit(&b, false)
     }
 
+    /// The extents an op is about to rewrite only in part ([start, end) of a file of the
+    /// current size) whose bytes already fail their checksum. A partial rewrite
+    /// recomputes the extent's checksum over the bytes it keeps, which would turn damage
+    /// into a valid checksum; so these are checked first (not in replay, where an
+    /// extent may be legitimately half-updated by the crash) and marked bad afterwards.
+    fn damaged_edges(
+        &self,
+        replay: bool,
+        f: &File,
+        onum: &Onum,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u64>> {
+        if replay || self.in_replay {
+            return Ok(Vec::new());
+        }
+        let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
+        // Bytes past the current end are not kept by anything.
+        let end = end.min(size);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut edges = vec![start / CSUM_EXTENT, (end - 1) / CSUM_EXTENT];
+        edges.dedup();
+        let mut bad = Vec::new();
+        let mut buf = vec![0u8; CSUM_EXTENT as usize];
+        for e in edges {
+            let s = e * CSUM_EXTENT;
+            let t = (s + CSUM_EXTENT).min(size);
+            if s >= size || (start <= s && end >= t) {
+                continue; // nothing kept of it
+            }
+            let n = fsback::read_full(f, &mut buf[..(t - s) as usize], s)
+                .map_err(|e| ioe(e, "read"))?;
+            let want = match self.kv.get(&csum_key(onum, e as u32)).map_err(kve)? {
+                Some(v) if v.len() == 4 => u32::from_le_bytes([v[0], v[1], v[2], v[3]]),
+                Some(_) => return Err(Error::corrupt("data checksum record is malformed")),
+                None => zero_extent_crc(),
+            };
+            if extent_crc(&buf[..n]) != want {
+                bad.push(e);
+            }
+        }
+        Ok(bad)
+    }
+
+    /// After a partial rewrite of damaged extents: their checksums stay wrong (the
+    /// complement of what the bytes give now), so reads and fsck keep reporting them
+    /// until the extent is rewritten whole.
+    fn keep_bad(&self, f: &File, onum: &Onum, bad: &[u64]) -> Result<()> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
+        let mut b = WriteBatch::new();
+        let mut buf = vec![0u8; CSUM_EXTENT as usize];
+        for &e in bad {
+            let s = e * CSUM_EXTENT;
+            let want = size.saturating_sub(s).min(CSUM_EXTENT) as usize;
+            let n = fsback::read_full(f, &mut buf[..want], s).map_err(|e| ioe(e, "read"))?;
+            tracing::error!(
+                extent = e,
+                onum = ?onum,
+                "a partial rewrite met an extent whose bytes fail their checksum; it stays bad"
+            );
+            b.set(
+                csum_key(onum, e as u32),
+                (!extent_crc(&buf[..n])).to_le_bytes().to_vec(),
+            );
+        }
+        self.commit(&b, false)
+    }
+
     fn drop_obj_kv(&self, b: &mut WriteBatch, onum: &Onum) {
         for p in [K_OMAP, K_ATTR, K_CSUM] {
             let (s, e) = oprefix_range(p, onum);
@@ -483,7 +557,7 @@ impl Mounted {
         let inline =
             attr_xattr_name(name).filter(|_| value.len() <= self.sb.inline_xattr_max as usize);
         if let Some(x) = &inline {
-            match sys::fsetxattr(f, x, value) {
+            match xattr::set(f, x, value) {
                 Ok(()) => {
                     b.remove(kvk);
                     return self.commit(&b, false);
@@ -600,19 +674,15 @@ impl Mounted {
                 }
                 if let Some((f, onum)) = self.ensure_obj(cid, oid, pos)? {
                     if !data.is_empty() {
+                        let end = off + data.len() as u64;
+                        let bad = self.damaged_edges(replay, &f, &onum, *off, end)?;
                         let staged = self.staged_now.iter().find(|s| s.0 == pos.op);
                         match staged.zip(self.stage.as_ref()) {
                             Some(((_, id), area)) => self.link_staged(&f, area, *id, *off, data)?,
                             None => f.write_all_at(data, *off).map_err(|e| ioe(e, "write"))?,
                         }
-                        self.update_csums(
-                            &f,
-                            &onum,
-                            *off,
-                            off + data.len() as u64,
-                            false,
-                            Some(data),
-                        )?;
+                        self.update_csums(&f, &onum, *off, end, false, Some(data))?;
+                        self.keep_bad(&f, &onum, &bad)?;
                     }
                 }
             }
@@ -624,6 +694,7 @@ impl Mounted {
                     if *len > 0 {
                         let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
                         let end = off + len;
+                        let bad = self.damaged_edges(replay, &f, &onum, *off, end)?;
                         if *off < size {
                             fsback::zero_range(&f, *off, end.min(size) - off)
                                 .map_err(|e| ioe(e, "zero"))?;
@@ -632,6 +703,7 @@ impl Mounted {
                             f.set_len(end).map_err(|e| ioe(e, "truncate"))?;
                         }
                         self.update_csums(&f, &onum, *off, end, true, None)?;
+                        self.keep_bad(&f, &onum, &bad)?;
                     }
                 }
             }
@@ -640,6 +712,8 @@ impl Mounted {
                     return Ok(());
                 }
                 if let Some((f, onum)) = self.open_existing(cid, oid)? {
+                    // A cut inside an extent keeps part of it: check that part first.
+                    let bad = self.damaged_edges(replay, &f, &onum, *size, u64::MAX)?;
                     f.set_len(*size).map_err(|e| ioe(e, "truncate"))?;
                     // Whatever the size was: a redo after a crash between the two
                     // steps finds the file already cut, and its checksums still old.
@@ -651,6 +725,7 @@ impl Mounted {
                     if size % CSUM_EXTENT != 0 {
                         self.update_csums(&f, &onum, *size - 1, *size, false, None)?;
                     }
+                    self.keep_bad(&f, &onum, &bad)?;
                 }
             }
             Op::Remove { cid, oid } => {
@@ -867,14 +942,15 @@ impl Mounted {
             .map_err(|e| ioe(e, "cloning data"))?;
         for n in sys::flistxattr(&sf).map_err(|e| ioe(e, "listxattr"))? {
             if n.starts_with(XA_ATTR) {
+                // Copied as stored: a damaged value stays detectably damaged.
                 if let Some(v) = sys::fgetxattr(&sf, &n).map_err(|e| ioe(e, "getxattr"))? {
                     sys::fsetxattr(&t, &n, &v).map_err(|e| ioe(e, "setxattr"))?;
                 }
             }
         }
         let nonum = self.new_onum();
-        sys::fsetxattr(&t, XA_ONUM, &nonum).map_err(|e| ioe(e, "setting an object number"))?;
-        sys::fsetxattr(&t, XA_BIRTH, &pos.bytes()).map_err(|e| ioe(e, "setting a birth"))?;
+        xattr::set(&t, XA_ONUM, &nonum).map_err(|e| ioe(e, "setting an object number"))?;
+        xattr::set(&t, XA_BIRTH, &pos.bytes()).map_err(|e| ioe(e, "setting a birth"))?;
         let (_, long) = names::file_name(dst);
         if long {
             self.set_oid(&t, dst)?;
@@ -1133,7 +1209,7 @@ impl Mounted {
             // Mark the source before it moves, so once it is at its new name it can
             // never pass for an object older than this op.
             if let Some((f, _)) = self.open_existing(oc, oo)? {
-                sys::fsetxattr(
+                xattr::set(
                     &f,
                     XA_GUARD,
                     &Guard {
@@ -1181,9 +1257,9 @@ impl Mounted {
         }
         std::fs::create_dir(&tp).map_err(|e| ioe(e, "creating a collection"))?;
         let d = sys::open_dir(&tp).map_err(|e| ioe(e, "opening a collection"))?;
-        sys::fsetxattr(&d, XA_BITS, &bits.to_le_bytes()).map_err(|e| ioe(e, "setting bits"))?;
+        xattr::set(&d, XA_BITS, &bits.to_le_bytes()).map_err(|e| ioe(e, "setting bits"))?;
         if self.guarded() {
-            sys::fsetxattr(&d, XA_GUARD, &Guard { pos, in_progress }.encode())
+            xattr::set(&d, XA_GUARD, &Guard { pos, in_progress }.encode())
                 .map_err(|e| ioe(e, "setting a collection guard"))?;
             d.sync_all().map_err(|e| ioe(e, "fsync"))?;
         }

@@ -13,9 +13,10 @@ use ostore_os::ErrorKind;
 
 use crate::index::{dir_path, parse_dir_name};
 use crate::names::{self, Guard, Parsed};
+use crate::xattr;
 use crate::{
     read_onum, sys, Mounted, Onum, CSUM_EXTENT, K_ATTR, K_CSUM, K_HEADER, K_OMAP, K_REJECTED,
-    K_STARTED, XA_BITS, XA_GUARD,
+    K_STARTED, XA_BITS, XA_GUARD, XA_ONUM,
 };
 
 pub(crate) fn run(m: &Mounted, deep: bool) -> ostore_os::Result<FsckReport> {
@@ -30,16 +31,17 @@ pub(crate) fn run(m: &Mounted, deep: bool) -> ostore_os::Result<FsckReport> {
                 continue;
             }
             Ok(d) => {
-                match sys::fgetxattr(&d, XA_BITS) {
+                match xattr::get(&d, XA_BITS) {
                     Ok(Some(b)) if b.len() == 4 => {}
-                    other => r.error(format!(
-                        "{cid}: bits xattr is missing or malformed ({other:?})"
-                    )),
+                    Ok(_) => r.error(format!("{cid}: bits xattr is missing or malformed")),
+                    Err(e) => r.error(format!("{cid}: {e}")),
                 }
-                if let Ok(Some(g)) = sys::fgetxattr(&d, XA_GUARD) {
-                    if Guard::decode(&g).is_err() {
-                        r.error(format!("{cid}: collection guard is malformed"));
+                match xattr::get(&d, XA_GUARD) {
+                    Ok(Some(g)) if Guard::decode(&g).is_err() => {
+                        r.error(format!("{cid}: collection guard is malformed"))
                     }
+                    Err(e) => r.error(format!("{cid}: {e}")),
+                    Ok(_) => {}
                 }
             }
         }
@@ -117,10 +119,26 @@ pub(crate) fn run(m: &Mounted, deep: bool) -> ostore_os::Result<FsckReport> {
                         "{cid}: {oid} shares its object number with another object"
                     ));
                 }
-                if let Ok(Some(g)) = sys::fgetxattr(&f, XA_GUARD) {
-                    if Guard::decode(&g).is_err() {
-                        r.error(format!("{cid}: {oid}: replay guard is malformed"));
+                match xattr::get(&f, XA_GUARD) {
+                    Ok(Some(g)) if Guard::decode(&g).is_err() => {
+                        r.error(format!("{cid}: {oid}: replay guard is malformed"))
                     }
+                    Err(err) => r.error(format!("{cid}: {oid}: {err}")),
+                    Ok(_) => {}
+                }
+                // Every other xattr of ours (inline attrs, birth, long-name oid) verifies.
+                match sys::flistxattr(&f) {
+                    Ok(names) => {
+                        for n in names.iter().filter(|n| {
+                            n.starts_with(b"user.ostore.") && ![XA_GUARD, XA_ONUM].contains(&&n[..])
+                        }) {
+                            r.count("xattrs_verified", 1);
+                            if let Err(err) = xattr::get(&f, n) {
+                                r.error(format!("{cid}: {oid}: {err}"));
+                            }
+                        }
+                    }
+                    Err(err) => r.error(format!("{cid}: {oid}: listing xattrs: {err}")),
                 }
                 let size = f.metadata().map(|md| md.len()).unwrap_or(0);
                 // Checksums past the end would mean a truncate did not drop them.

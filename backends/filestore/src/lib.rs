@@ -25,6 +25,7 @@ pub mod names;
 pub mod stage;
 pub mod sys;
 pub mod testfs;
+mod xattr;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -78,7 +79,8 @@ const SB_FILE: &str = "filestore.sb";
 const SB_MAGIC: u32 = u32::from_le_bytes(*b"OSFS");
 const SEQ_FILE: &str = "commit_op_seq";
 const SEQ_MAGIC: u32 = u32::from_le_bytes(*b"OSCS");
-const SB_VERSION: u32 = 1;
+/// 2: every `user.ostore.*` xattr carries a CRC32C trailer (see `xattr`).
+const SB_VERSION: u32 = 2;
 
 /// Tuning fixed at mkfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +228,13 @@ impl Super {
             a.copy_from_slice(&b[o..o + 4]);
             u32::from_le_bytes(a)
         };
+        if b.len() == 20 && u(0) == 1 {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "filestore superblock version 1: made by an older ostore whose xattrs \
+                 carry no checksums; export the store with that version, mkfs, then import",
+            ));
+        }
         if b.len() != 20 || u(0) != SB_VERSION {
             return Err(Error::corrupt(
                 "filestore superblock has a bad length or version",
@@ -283,6 +292,9 @@ pub struct Mounted {
     pub(crate) stage: Option<Arc<StageArea>>,
     /// (op index, staged id) of the staged writes of the transaction being applied.
     pub(crate) staged_now: Vec<(u32, u64)>,
+    /// The mount's replay is running: extents may be half-updated by the crash, so a
+    /// checksum that fails before a partial rewrite is not damage (see `damaged_edges`).
+    pub(crate) in_replay: bool,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -351,14 +363,14 @@ pub(crate) fn attr_xattr_name(name: &str) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn read_guard(f: &File) -> Result<Option<Guard>> {
-    match sys::fgetxattr(f, XA_GUARD).map_err(|e| ioe(e, "reading a replay guard"))? {
+    match xattr::get(f, XA_GUARD).map_err(|e| ioe(e, "reading a replay guard"))? {
         None => Ok(None),
         Some(b) => Guard::decode(&b).map(Some),
     }
 }
 
 pub(crate) fn read_birth(f: &File) -> Result<Option<Pos>> {
-    match sys::fgetxattr(f, XA_BIRTH).map_err(|e| ioe(e, "reading a birth position"))? {
+    match xattr::get(f, XA_BIRTH).map_err(|e| ioe(e, "reading a birth position"))? {
         None => Ok(None),
         Some(b) => Pos::from_bytes(&b)
             .map(Some)
@@ -367,7 +379,7 @@ pub(crate) fn read_birth(f: &File) -> Result<Option<Pos>> {
 }
 
 pub(crate) fn read_onum(f: &File) -> Result<Option<Onum>> {
-    match sys::fgetxattr(f, XA_ONUM).map_err(|e| ioe(e, "reading an object number"))? {
+    match xattr::get(f, XA_ONUM).map_err(|e| ioe(e, "reading an object number"))? {
         None => Ok(None),
         Some(b) if b.len() == 16 => {
             let mut o = [0u8; 16];
@@ -462,7 +474,7 @@ impl Mounted {
     /// The full id of a long-named file: its oid xattr, or the kv copy it points to.
     pub(crate) fn long_id(&self, path: &Path, hash: u32, digest: u128) -> Result<ObjectId> {
         let f = File::open(path).map_err(|e| ioe(e, format!("opening {}", path.display())))?;
-        let x = sys::fgetxattr(&f, XA_OID).map_err(|e| ioe(e, "reading an oid xattr"))?;
+        let x = xattr::get(&f, XA_OID).map_err(|e| ioe(e, "reading an oid xattr"))?;
         let bytes = match x {
             Some(b) if b != b"K" => b,
             _ => {
@@ -483,7 +495,7 @@ impl Mounted {
     pub(crate) fn bits_of(&self, cid: &CollectionId) -> Result<u32> {
         self.need_coll(cid)?;
         let d = sys::open_dir(&self.coll_path(cid)).map_err(|e| ioe(e, "opening a collection"))?;
-        match sys::fgetxattr(&d, XA_BITS).map_err(|e| ioe(e, "reading collection bits"))? {
+        match xattr::get(&d, XA_BITS).map_err(|e| ioe(e, "reading collection bits"))? {
             Some(b) if b.len() == 4 => {
                 let mut a = [0u8; 4];
                 a.copy_from_slice(&b);
@@ -497,6 +509,27 @@ impl Mounted {
     }
 
     /// Reads `[off, off+len)` (len 0: to the end), verifying every extent it touches.
+    /// Refuses an object file cut short: it keeps the checksum records of the extents it
+    /// lost (a truncate drops them with the bytes), and its size would otherwise be served
+    /// as the object's.
+    pub(crate) fn check_not_cut(&self, onum: &Onum, size: u64) -> Result<()> {
+        let Ok(first) = u32::try_from(size.div_ceil(CSUM_EXTENT)) else {
+            return Ok(());
+        };
+        let (_, end) = oprefix_range(K_CSUM, onum);
+        let mut it = self
+            .kv
+            .iter(ostore_kv::KeyRange::new(csum_key(onum, first), end))
+            .map_err(kve)?;
+        it.seek_to_first().map_err(kve)?;
+        match it.current() {
+            None => Ok(()),
+            Some(_) => Err(Error::corrupt(format!(
+                "the object file is {size} bytes but has data checksums past that end: it was cut short"
+            ))),
+        }
+    }
+
     pub(crate) fn read_verified(
         &self,
         f: &File,
@@ -505,6 +538,10 @@ impl Mounted {
         len: u64,
     ) -> Result<Vec<u8>> {
         let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
+        if len == 0 || off.saturating_add(len) >= size {
+            // The read reaches the end: make sure the end is the object's.
+            self.check_not_cut(onum, size)?;
+        }
         if off >= size {
             return Ok(Vec::new());
         }
@@ -560,7 +597,7 @@ impl Mounted {
             };
             let name = String::from_utf8(rest.to_vec())
                 .map_err(|_| Error::corrupt("attr xattr name is not UTF-8"))?;
-            if let Some(v) = sys::fgetxattr(f, &n).map_err(|e| ioe(e, "reading an xattr"))? {
+            if let Some(v) = xattr::get(f, &n).map_err(|e| ioe(e, "reading an xattr"))? {
                 out.insert(name, v);
             }
         }
@@ -696,8 +733,10 @@ fn read_seq(vfs: &dyn Vfs, current: &Path) -> Result<u64> {
     }
 }
 
-fn kv_options() -> RocksOptions {
+/// `create` only at mkfs: a mount must never replace a damaged database with an empty one.
+fn kv_options(create: bool) -> RocksOptions {
     RocksOptions {
+        create_if_missing: create,
         // The journal is the log of record, but FileStore's own markers and guards need
         // RocksDB's WAL (synced where a barrier is needed), so it stays on.
         wal: true,
@@ -901,7 +940,7 @@ impl Backend for FileBackend {
             std::fs::create_dir(&current).map_err(|e| ioe(e, "creating current"))?;
         }
         std::fs::create_dir_all(current.join("tmp")).map_err(|e| ioe(e, "creating tmp"))?;
-        let kv = RocksDb::open(current.join("kv"), kv_options()).map_err(kve)?;
+        let kv = RocksDb::open(current.join("kv"), kv_options(true)).map_err(kve)?;
         kv.flush().map_err(kve)?;
         drop(kv);
         let sb = Super { snapshots, ..sb0 };
@@ -909,7 +948,7 @@ impl Backend for FileBackend {
             data: self.data.clone(),
             current: current.clone(),
             vfs: self.vfs.clone(),
-            kv: RocksDb::open(current.join("kv"), kv_options()).map_err(kve)?,
+            kv: RocksDb::open(current.join("kv"), kv_options(true)).map_err(kve)?,
             fs: FsOps::new(fs, 4096),
             snaps: snapshot_ops(&sb),
             sb,
@@ -920,6 +959,7 @@ impl Backend for FileBackend {
             onum_counter: 0,
             stage: None,
             staged_now: Vec::new(),
+            in_replay: false,
         };
         let mut m = m;
         m.write_seq(0)?;
@@ -969,7 +1009,7 @@ impl Backend for FileBackend {
                 "filesystem kind changed since mkfs"
             );
         }
-        let kv = RocksDb::open(current.join("kv"), kv_options()).map_err(kve)?;
+        let kv = RocksDb::open(current.join("kv"), kv_options(false)).map_err(kve)?;
         let epoch = match kv.get(K_EPOCH).map_err(kve)? {
             None => 0,
             Some(b) if b.len() == 8 => {
@@ -1022,6 +1062,7 @@ impl Backend for FileBackend {
             onum_counter: 0,
             stage: Some(area.clone()),
             staged_now: Vec::new(),
+            in_replay: true,
         };
         if m.snaps.is_none() {
             m.clean_tmp(committed)?;
@@ -1032,6 +1073,14 @@ impl Backend for FileBackend {
         *self.write_state()? = Some(m);
         *self.staging_state()? = Some((area, stage_min));
         Ok(committed)
+    }
+
+    fn replay_finished(&self) {
+        if let Ok(mut g) = self.write_state() {
+            if let Some(m) = g.as_mut() {
+                m.in_replay = false;
+            }
+        }
     }
 
     fn umount(&self) -> Result<()> {
@@ -1163,9 +1212,10 @@ impl Backend for FileBackend {
     }
 
     fn stat(&self, cid: &CollectionId, oid: &ObjectId) -> Result<ObjectStat> {
-        self.with(|m| {
-            let f = m.need_obj(cid, oid)?;
+        self.with_obj(cid, oid, |m, f, onum| {
             let md = f.metadata().map_err(|e| ioe(e, "stat"))?;
+            m.check_not_cut(&onum, md.len())
+                .map_err(|e| e.context(format!("stat of {oid} in {cid}")))?;
             Ok(ObjectStat {
                 size: md.len(),
                 allocated: md.blocks() * 512,
@@ -1206,7 +1256,7 @@ impl Backend for FileBackend {
     fn getattr(&self, cid: &CollectionId, oid: &ObjectId, name: &str) -> Result<Vec<u8>> {
         self.with_obj(cid, oid, |m, f, onum| {
             if let Some(x) = attr_xattr_name(name) {
-                if let Some(v) = sys::fgetxattr(&f, &x).map_err(|e| ioe(e, "getxattr"))? {
+                if let Some(v) = xattr::get(&f, &x).map_err(|e| ioe(e, "getxattr"))? {
                     return Ok(v);
                 }
             }

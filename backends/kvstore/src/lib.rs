@@ -32,7 +32,7 @@ use ostore_os::journaling::{Backend, JournaledStore, JournalingOptions};
 use ostore_os::store::{
     FsckReport, ObjectStat, OmapContents, OmapIterator, SnapshotOmapIterator, StoreStatfs,
 };
-use ostore_os::{precheck, CollectionId, Error, ObjectId, OmapKey, Result, Transaction};
+use ostore_os::{precheck, CollectionId, Error, ErrorKind, ObjectId, OmapKey, Result, Transaction};
 
 use crate::apply::{Applier, DbView};
 use crate::layout::{Header, StoreRecord, P_ATTR, P_DATA, P_OMAP};
@@ -462,8 +462,12 @@ impl Backend for KvBackend {
             for (i, op) in txn.ops().iter().enumerate() {
                 // Precheck passed, so a failure here (I/O, a corrupt record) would leave
                 // a committed transaction unapplied: fail stop.
-                a.apply_op(op)
-                    .map_err(|e| Error::failed(format!("op {i} ({}): {e}", op.code().name())))?;
+                // Damage found on the way keeps its kind: the store fails stop either
+                // way, and whoever mounts it learns that it is damaged (EUCLEAN).
+                a.apply_op(op).map_err(|e| match e.kind() {
+                    ErrorKind::Corrupt => e.context(format!("op {i} ({})", op.code().name())),
+                    _ => Error::failed(format!("op {i} ({}): {e}", op.code().name())),
+                })?;
             }
         }
         if a.nid_changed {

@@ -34,30 +34,37 @@ impl Reject {
     }
 }
 
+/// Bytes that end before a field does: a file or record cut short.
+fn truncated(have: usize, need: usize) -> Reject {
+    Reject(format!(
+        "truncated: {have} bytes where at least {need} are needed"
+    ))
+}
+
 pub(crate) fn get_u16(b: &[u8], off: usize) -> Result<u16, Reject> {
     b.get(off..off + 2)
         .and_then(|s| s.try_into().ok())
         .map(u16::from_le_bytes)
-        .ok_or_else(|| Reject::new("short buffer"))
+        .ok_or_else(|| truncated(b.len(), off + 2))
 }
 
 pub(crate) fn get_u32(b: &[u8], off: usize) -> Result<u32, Reject> {
     b.get(off..off + 4)
         .and_then(|s| s.try_into().ok())
         .map(u32::from_le_bytes)
-        .ok_or_else(|| Reject::new("short buffer"))
+        .ok_or_else(|| truncated(b.len(), off + 4))
 }
 
 pub(crate) fn get_u64(b: &[u8], off: usize) -> Result<u64, Reject> {
     b.get(off..off + 8)
         .and_then(|s| s.try_into().ok())
         .map(u64::from_le_bytes)
-        .ok_or_else(|| Reject::new("short buffer"))
+        .ok_or_else(|| truncated(b.len(), off + 8))
 }
 
 /// Check `crc32c(b[..n]) == u32 at b[n..n+4]`.
 pub(crate) fn check_crc(b: &[u8], n: usize, what: &str) -> Result<(), Reject> {
-    let body = b.get(..n).ok_or_else(|| Reject::new("short buffer"))?;
+    let body = b.get(..n).ok_or_else(|| truncated(b.len(), n + 4))?;
     let stored = get_u32(b, n)?;
     let actual = crc32c::crc32c(body);
     if stored == actual {
