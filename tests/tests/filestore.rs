@@ -697,6 +697,21 @@ fn flip_file_byte(path: &std::path::Path, at: u64) {
     f.write_all_at(&[b[0] ^ 0x20], at).unwrap();
 }
 
+/// Writes `data` as object `o` and returns the path of its file.
+fn write_object_file(
+    s: &ostore_tests::harness::TestStore<'_>,
+    c: &CollectionId,
+    o: &ObjectId,
+    data: &[u8],
+) -> std::path::PathBuf {
+    let mut t = Transaction::new();
+    t.write(c, o, 0, data.to_vec());
+    s.apply_ok(t);
+    ostore_filestore::locate_object(s.path(), c, o)
+        .unwrap()
+        .expect("object file")
+}
+
 /// Found by a corruption sweep through os-tool: a small write into a damaged 64 KiB
 /// extent recomputed the extent's checksum over the damaged bytes, after which reads
 /// returned them and fsck was clean.
@@ -707,12 +722,7 @@ fn a_partial_rewrite_never_launders_a_damaged_extent() {
     let c = CollectionId::pg(1, 0);
     let o = ObjectId::new(1, "victim");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241 + 1) as u8).collect();
-    let mut t = Transaction::new();
-    t.write(&c, &o, 0, data.clone());
-    s.apply_ok(t);
-    let path = ostore_filestore::locate_object(s.path(), &c, &o)
-        .unwrap()
-        .expect("object file");
+    let path = write_object_file(&s, &c, &o, &data);
     // Damage extent 1, then rewrite a few bytes elsewhere in it, cut inside it, and
     // zero part of it: each keeps the damaged byte.
     flip_file_byte(&path, 70_000);
@@ -757,12 +767,7 @@ fn an_object_file_cut_short_is_corrupt_not_short() {
     let c = CollectionId::pg(1, 0);
     let o = ObjectId::new(1, "cut");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 239 + 1) as u8).collect();
-    let mut t = Transaction::new();
-    t.write(&c, &o, 0, data.clone());
-    s.apply_ok(t);
-    let path = ostore_filestore::locate_object(s.path(), &c, &o)
-        .unwrap()
-        .expect("object file");
+    let path = write_object_file(&s, &c, &o, &data);
     for cut in [131_072u64, 0] {
         std::fs::OpenOptions::new()
             .write(true)
