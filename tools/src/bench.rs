@@ -602,6 +602,18 @@ fn replay(o: &BenchOpts, sc: &Scratch) -> Result<BenchResult> {
     }
     // A crash: no umount, so nothing is checkpointed and the journal holds it all.
     drop(store);
+    if let Some(keep) = std::env::var_os("OSTORE_BENCH_KEEP_REPLAY") {
+        // For profiling the mount alone (`perf record os-tool ... journal replay`).
+        let keep = Path::new(&keep);
+        std::fs::rename(&dir, keep).map_err(|e| {
+            Error::from(e).context(format!("keeping the store at {}", keep.display()))
+        })?;
+        eprintln!("os-bench: the crashed store is kept at {}", keep.display());
+        return Err(Error::new(
+            ostore_os::ErrorKind::NotFound,
+            "replay not measured: OSTORE_BENCH_KEEP_REPLAY kept the store instead",
+        ));
+    }
     drop_caches();
     let store = bench_store(&o.backend, &dir, |_| {})?;
     let t0 = Instant::now();
