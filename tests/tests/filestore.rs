@@ -791,6 +791,14 @@ fn an_object_file_cut_short_is_corrupt_not_short() {
         );
         assert!(!s.store().fsck(true).unwrap().is_clean());
     }
+    // A small write into the file cut to nothing does not turn the lost bytes into
+    // zeros under a fresh checksum (found by the sweep's second run).
+    let mut t = Transaction::new();
+    t.write(&c, &o, 2, b"Z".to_vec());
+    s.apply_ok(t);
+    let e = s.store().read(&s.ch(&c), &o, 0, 3).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(!s.store().fsck(true).unwrap().is_clean());
     // A legitimate truncate drops the checksums with the bytes.
     let o2 = ObjectId::new(1, "short");
     let mut t = Transaction::new();
@@ -934,4 +942,29 @@ fn damaged_xattrs_are_corrupt_never_served() {
         r.errors.iter().any(|e| e.contains("user.ostore.bits")),
         "fsck after a bits flip: {r:?}"
     );
+}
+
+/// A hole punched into an object file behind the store's back reads as zeros from the
+/// filesystem; FIEMAP skipped it, so export wrote those zeros unchecked while a read
+/// of the same bytes failed its checksum (found by the sweep's second run).
+#[test]
+fn a_hole_punched_behind_the_store_is_corrupt_in_fiemap_readers_too() {
+    let f = fs_factory();
+    let s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "holed");
+    let data: Vec<u8> = (0..262_144u32).map(|i| (i % 233 + 1) as u8).collect();
+    let path = write_object_file(&s, &c, &o, &data);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    ostore_filestore::sys::punch_hole(&file, 65_536, 65_536).unwrap();
+    let ch = s.ch(&c);
+    let map = s.store().fiemap(&ch, &o, 0, 0).unwrap();
+    assert!(
+        map.iter()
+            .any(|(off, len)| *off <= 65_536 && off + len >= 131_072),
+        "the punched extent still counts as data: {map:?}"
+    );
+    let mut out = Vec::new();
+    let e = ostore_os::export::export(s.store(), &[c.clone()], &mut out, &mut |_| {}).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
 }

@@ -463,21 +463,24 @@ impl Mounted {
             return Ok(Vec::new());
         }
         let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
-        // Bytes past the current end are not kept by anything.
-        let end = end.min(size);
         if start >= end {
             return Ok(Vec::new());
         }
-        let mut edges = vec![start / CSUM_EXTENT, (end - 1) / CSUM_EXTENT];
+        // A truncate (end = MAX) keeps part of one extent only: the one it cuts into.
+        let last = if end == u64::MAX { start } else { end - 1 };
+        let mut edges = vec![start / CSUM_EXTENT, last / CSUM_EXTENT];
         edges.dedup();
         let mut bad = Vec::new();
         let mut buf = vec![0u8; CSUM_EXTENT as usize];
         for e in edges {
             let s = e * CSUM_EXTENT;
-            let t = (s + CSUM_EXTENT).min(size);
-            if s >= size || (start <= s && end >= t) {
-                continue; // nothing kept of it
+            if start <= s && end >= s + CSUM_EXTENT {
+                continue; // rewritten whole: nothing of it is kept
             }
+            // Checked even past the end of the file: a file cut short by damage still
+            // has the checksums of what it lost, and the zeros a write past the end
+            // fills in must not stand for those bytes.
+            let t = (s + CSUM_EXTENT).min(size).max(s);
             let n = fsback::read_full(f, &mut buf[..(t - s) as usize], s)
                 .map_err(|e| ioe(e, "read"))?;
             let want = match self.kv.get(&csum_key(onum, e as u32)).map_err(kve)? {

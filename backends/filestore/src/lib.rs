@@ -330,6 +330,27 @@ pub(crate) fn csum_key(onum: &Onum, ext: u32) -> Vec<u8> {
     okey(K_CSUM, onum, &ext.to_be_bytes())
 }
 
+/// (offset, length) spans, overlapping or adjacent ones joined, as a map.
+fn merge_spans(mut spans: Vec<(u64, u64)>) -> BTreeMap<u64, u64> {
+    spans.sort_unstable();
+    let mut out: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut cur: Option<(u64, u64)> = None;
+    for (o, l) in spans.into_iter().filter(|s| s.1 > 0) {
+        cur = match cur {
+            Some((co, ce)) if o <= ce => Some((co, ce.max(o + l))),
+            Some((co, ce)) => {
+                out.insert(co, ce - co);
+                Some((o, o + l))
+            }
+            None => Some((o, o + l)),
+        };
+    }
+    if let Some((co, ce)) = cur {
+        out.insert(co, ce - co);
+    }
+    out
+}
+
 pub(crate) fn zero_extent_crc() -> u32 {
     static Z: OnceLock<u32> = OnceLock::new();
     *Z.get_or_init(|| crc32c::crc32c(&vec![0u8; CSUM_EXTENT as usize]))
@@ -1237,19 +1258,29 @@ impl Backend for FileBackend {
         off: u64,
         len: u64,
     ) -> Result<BTreeMap<u64, u64>> {
-        self.with(|m| {
-            let f = m.need_obj(cid, oid)?;
+        self.with_obj(cid, oid, |m, f, onum| {
             let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
             let end = if len == 0 {
                 size
             } else {
                 off.saturating_add(len).min(size)
             };
-            Ok(m.fs
-                .extents(&f, off, end)
-                .map_err(|e| ioe(e, "fiemap"))?
-                .into_iter()
-                .collect())
+            let mut spans = m.fs.extents(&f, off, end).map_err(|e| ioe(e, "fiemap"))?;
+            // An extent whose checksum says it holds data counts as data even where the
+            // file has a hole: a hole punched behind the store's back must be read (and
+            // fail its checksum), never skipped as zeros by export or a copy.
+            let (ks, ke) = oprefix_range(K_CSUM, &onum);
+            for (k, _) in
+                ostore_kv::collect_range(&m.kv, ostore_kv::KeyRange::new(ks, ke)).map_err(kve)?
+            {
+                let Some(b) = k.get(17..21) else { continue };
+                let s = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])) * CSUM_EXTENT;
+                let (a, z) = (s.max(off), (s + CSUM_EXTENT).min(end));
+                if a < z {
+                    spans.push((a, z - a));
+                }
+            }
+            Ok(merge_spans(spans))
         })
     }
 
@@ -1394,6 +1425,16 @@ mod tests {
         let mut bad = b.clone();
         bad[4] = 9;
         assert!(Super::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn spans_merge_when_they_touch_or_overlap() {
+        let m = merge_spans(vec![(10, 5), (0, 4), (4, 2), (12, 10), (30, 0), (40, 1)]);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            vec![(0, 6), (10, 12), (40, 1)]
+        );
+        assert!(merge_spans(Vec::new()).is_empty());
     }
 
     #[test]
