@@ -965,6 +965,6 @@ fn a_hole_punched_behind_the_store_is_corrupt_in_fiemap_readers_too() {
         "the punched extent still counts as data: {map:?}"
     );
     let mut out = Vec::new();
-    let e = ostore_os::export::export(s.store(), &[c.clone()], &mut out, &mut |_| {}).unwrap_err();
+    let e = ostore_os::export::export(s.store(), &[c], &mut out, &mut |_| {}).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
 }
