@@ -696,13 +696,20 @@ impl Mounted {
         self.commit(&b, false)
     }
 
+    /// Makes the kv state durable for a checkpoint: memtables go to SSTs (synced with
+    /// the MANIFEST), so what a checkpoint covers never depends on RocksDB's WAL, whose
+    /// tail RocksDB cannot tell from damage when it is cut or lost.
+    fn kv_durable(&self) -> Result<()> {
+        self.kv.flush_memtables().map_err(kve)
+    }
+
     fn checkpoint(&mut self, seq: u64) -> Result<()> {
         if let Some(snaps) = &self.snaps {
             let name = fsback::snap_name(seq);
             if self.committed == seq && self.data.join(&name).exists() {
                 return Ok(());
             }
-            self.kv.flush().map_err(kve)?;
+            self.kv_durable()?;
             self.write_seq(seq)?;
             let have = snaps
                 .list(&self.data)
@@ -726,7 +733,7 @@ impl Mounted {
         } else {
             let d = sys::open_dir(&self.current).map_err(|e| ioe(e, "opening current"))?;
             sys::syncfs(&d).map_err(|e| ioe(e, "syncfs"))?;
-            self.kv.flush().map_err(kve)?;
+            self.kv_durable()?;
             self.write_seq(seq)?;
             self.drop_markers(seq)?;
             self.clean_tmp(seq)?;
@@ -1043,6 +1050,9 @@ impl Backend for FileBackend {
         let mut eb = WriteBatch::new();
         eb.set(K_EPOCH.to_vec(), epoch.to_le_bytes().to_vec());
         kv.commit(&eb, true).map_err(kve)?;
+        // Into an SST at once: object numbers must never repeat, even if the WAL that
+        // holds the new epoch is lost or cut later.
+        kv.flush_memtables().map_err(kve)?;
         let mut colls = BTreeMap::new();
         for e in std::fs::read_dir(&current).map_err(|e| ioe(e, "listing current"))? {
             let e = e.map_err(|e| ioe(e, "listing current"))?;
