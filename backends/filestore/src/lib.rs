@@ -516,7 +516,9 @@ impl Mounted {
     pub(crate) fn bits_of(&self, cid: &CollectionId) -> Result<u32> {
         self.need_coll(cid)?;
         let d = sys::open_dir(&self.coll_path(cid)).map_err(|e| ioe(e, "opening a collection"))?;
-        match xattr::get(&d, XA_BITS).map_err(|e| ioe(e, "reading collection bits"))? {
+        match xattr::get(&d, XA_BITS)
+            .map_err(|e| ioe(e, format!("reading the bits of collection {cid}")))?
+        {
             Some(b) if b.len() == 4 => {
                 let mut a = [0u8; 4];
                 a.copy_from_slice(&b);
@@ -595,8 +597,14 @@ impl Mounted {
                 None => zero_extent_crc(),
             };
             if extent_crc(chunk) != want {
+                // No record means the extent was all zeros: bytes there mean the record
+                // was lost, which is worth telling apart from damaged data.
+                let what = match stored[i] {
+                    Some(_) => "data checksum mismatch",
+                    None => "no data checksum record (lost?) for non-zero bytes",
+                };
                 return Err(Error::corrupt(format!(
-                    "data checksum mismatch in extent {e} (bytes {}..{})",
+                    "{what} in extent {e} (bytes {}..{})",
                     e * CSUM_EXTENT,
                     (e + 1) * CSUM_EXTENT
                 )));
@@ -829,7 +837,9 @@ impl FileBackend {
     ) -> Result<T> {
         self.with(|m| {
             let file = m.need_obj(cid, oid)?;
-            let onum = m.onum_of(&file)?;
+            let onum = m
+                .onum_of(&file)
+                .map_err(|e| e.context(format!("{oid} in {cid}")))?;
             f(m, file, onum)
         })
     }
