@@ -714,7 +714,22 @@ fn journal_dump(
 ) -> Result<()> {
     // No mount, no superblock check beyond the directory: this must work on a store
     // that will not mount.
-    let (doc, mut damage) = crate::journal_cmd::dump(&cfg.journal_dir(), volume, ops)?;
+    let dir = cfg.journal_dir();
+    let (doc, mut damage) = crate::journal_cmd::dump(&dir, volume, ops).map_err(|e| {
+        // A formatted store without its journal is damaged, as mount reports it.
+        let formatted = cfg
+            .data_path
+            .join(ostore_os::superblock::FILE_NAME)
+            .exists();
+        if e.kind() == ostore_os::ErrorKind::NotFound && formatted && !dir.exists() {
+            ostore_os::Error::corrupt(format!(
+                "the store is formatted but its journal directory {} is missing",
+                dir.display()
+            ))
+        } else {
+            e
+        }
+    })?;
     if damage.is_none() {
         // Volumes deleted from the directory leave nothing for the scan to see; the
         // checkpoint says which must exist.

@@ -334,6 +334,14 @@ fn lost_or_cut_volume(ty: &str) {
     drop(f);
     let r = run(&["--data-path", d.to_str().unwrap(), "fsck"], None);
     assert_fails(&r, "EUCLEAN", "volume file is", "mount with a cut volume");
+    // The whole journal directory gone: damage for the dump as for a mount.
+    std::fs::remove_dir_all(d.join("journal")).unwrap();
+    let r = run(
+        &["--data-path", d.to_str().unwrap(), "journal", "dump"],
+        None,
+    );
+    assert_eq!(r.code, errno("EUCLEAN"), "{}", r.stderr);
+    assert!(r.stderr.contains("journal directory"), "{}", r.stderr);
     std::fs::remove_dir_all(&pristine).unwrap();
 }
 
