@@ -366,13 +366,7 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
         // for a post-mortem of a failing iteration (replaying it is deterministic).
         let kept = keep.as_ref().map(|k| {
             let to = k.join(format!("store{it}-seed{seed}"));
-            let st = Command::new("cp")
-                .arg("-a")
-                .arg(&dir)
-                .arg(&to)
-                .status()
-                .expect("cp");
-            assert!(st.success(), "copying {} failed", dir.display());
+            crate::harness::copy_tree(&dir, &to);
             to
         });
         let store = factory.create(&dir);

@@ -262,3 +262,14 @@ pub fn remove_tree(path: &Path) {
     }
     let _ = std::fs::remove_dir_all(path);
 }
+
+/// `cp -a from to`: a whole store directory copied as it is (sparse files, xattrs).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "copying {} failed", from.display());
+}

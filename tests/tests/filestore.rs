@@ -827,15 +827,7 @@ fn a_damaged_kv_database_is_refused_never_replaced_or_cut() {
     s.umount();
     let kv = s.path().join("current").join("kv");
     let pristine = tempfile::tempdir().unwrap();
-    let copy = |from: &std::path::Path, to: &std::path::Path| {
-        let st = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    };
+    let copy = ostore_tests::harness::copy_tree;
     copy(&kv, &pristine.path().join("kv"));
     // Damage inside the checkpointed records, wherever RocksDB keeps them (SSTs after a
     // checkpoint; a WAL holding a key's bytes). An obsolete WAL file not yet deleted

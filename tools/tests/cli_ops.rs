@@ -320,11 +320,7 @@ fn lost_or_cut_volume(ty: &str) {
     );
     assert_eq!(files(&d), before, "a refused mount changes nothing");
     // The dump shows what is there, then fails naming what is missing.
-    let r = run(
-        &["--data-path", d.to_str().unwrap(), "journal", "dump"],
-        None,
-    );
-    assert_eq!(r.code, errno("EUCLEAN"), "{}", r.stderr);
+    let r = damaged_dump(&d);
     assert!(r.stderr.contains("volume 1 is missing"), "{}", r.stderr);
     // Cut short (volumes are written whole before they are used).
     std::fs::remove_dir_all(&d).unwrap();
@@ -336,13 +332,19 @@ fn lost_or_cut_volume(ty: &str) {
     assert_fails(&r, "EUCLEAN", "volume file is", "mount with a cut volume");
     // The whole journal directory gone: damage for the dump as for a mount.
     std::fs::remove_dir_all(d.join("journal")).unwrap();
+    let r = damaged_dump(&d);
+    assert!(r.stderr.contains("journal directory"), "{}", r.stderr);
+    std::fs::remove_dir_all(&pristine).unwrap();
+}
+
+/// `journal dump` of the store in `d`, which must fail with EUCLEAN.
+fn damaged_dump(d: &Path) -> Run {
     let r = run(
         &["--data-path", d.to_str().unwrap(), "journal", "dump"],
         None,
     );
     assert_eq!(r.code, errno("EUCLEAN"), "{}", r.stderr);
-    assert!(r.stderr.contains("journal directory"), "{}", r.stderr);
-    std::fs::remove_dir_all(&pristine).unwrap();
+    r
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -379,11 +381,7 @@ fn interior_corruption(ty: &str) {
     );
     assert_eq!(files(&d), before, "a refused mount changes nothing");
     // The dump still shows what is readable, then fails naming the damage.
-    let r = run(
-        &["--data-path", d.to_str().unwrap(), "journal", "dump"],
-        None,
-    );
-    assert_eq!(r.code, errno("EUCLEAN"), "{}", r.stderr);
+    let r = damaged_dump(&d);
     let v: Value = serde_json::from_slice(&r.stdout).unwrap();
     assert!(v["tail"]["damaged"].is_string(), "{v}");
     assert!(!v["volumes"].as_array().unwrap().is_empty());

@@ -141,18 +141,12 @@ pub(crate) fn run(m: &Mounted, deep: bool) -> ostore_os::Result<FsckReport> {
                     Err(err) => r.error(format!("{cid}: {oid}: listing xattrs: {err}")),
                 }
                 let size = f.metadata().map(|md| md.len()).unwrap_or(0);
-                // Checksums past the end would mean a truncate did not drop them.
+                // Checksums past the end: cut short, or a truncate that did not drop them.
                 let mut it_ok = true;
-                let first_past = size.div_ceil(CSUM_EXTENT) as u32;
-                let (_, end) = crate::oprefix_range(K_CSUM, &onum);
-                match m
-                    .kv
-                    .iter(KeyRange::new(crate::csum_key(&onum, first_past), end))
-                {
-                    Ok(mut it) => {
-                        if it.seek_to_first().is_ok() && it.current().is_some() {
-                            r.error(format!("{cid}: {oid} has checksums past its end"));
-                        }
+                match m.check_not_cut(&onum, size) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == ErrorKind::Corrupt => {
+                        r.error(format!("{cid}: {oid} has checksums past its end"))
                     }
                     Err(err) => {
                         it_ok = false;
