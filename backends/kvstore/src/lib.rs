@@ -16,6 +16,7 @@
 //! so a read never sees half a transaction.
 
 pub mod apply;
+pub mod cache;
 pub mod layout;
 pub mod overlay;
 
@@ -35,6 +36,7 @@ use ostore_os::store::{
 use ostore_os::{precheck, CollectionId, Error, ErrorKind, ObjectId, OmapKey, Result, Transaction};
 
 use crate::apply::{Applier, DbView};
+use crate::cache::{Cached, MetaCache, META_CACHE_ENTRIES};
 use crate::layout::{Header, StoreRecord, P_ATTR, P_DATA, P_OMAP};
 use crate::overlay::Overlay;
 
@@ -195,6 +197,35 @@ pub fn kvstore(
 struct Mounted {
     db: Arc<dyn KeyValueDB>,
     strip_size: u32,
+    /// Object headers and collection records (see [`cache`]).
+    meta: MetaCache,
+}
+
+impl Mounted {
+    /// The database with headers and collection records served from the cache; only
+    /// under the apply lock or the commit lock (shared or exclusive).
+    fn view(&self) -> Cached<'_> {
+        Cached {
+            db: &*self.db,
+            cache: &self.meta,
+        }
+    }
+
+    /// Commits an applied batch and brings the cache up to date, under the exclusive
+    /// commit lock the caller holds.
+    fn commit_noted(&self, b: &WriteBatch) -> Result<()> {
+        match self.db.commit(b, false) {
+            Ok(()) => {
+                self.meta.note_batch(b);
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever reached the database is unknown: forget everything.
+                self.meta.clear();
+                Err(kve(e))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Mounted {
@@ -424,6 +455,7 @@ impl Backend for KvBackend {
             .map_err(|_| Error::failed("kvstore lock poisoned"))? = Some(Arc::new(Mounted {
             db,
             strip_size: sr.strip_size,
+            meta: MetaCache::new(META_CACHE_ENTRIES),
         }));
         Ok(ckpt)
     }
@@ -439,7 +471,7 @@ impl Backend for KvBackend {
     fn apply(&self, seq: u64, txn: &Transaction) -> Result<Result<()>> {
         let mut st = lock(&self.applying);
         let m = self.m()?;
-        let db = &*m.db;
+        let view = m.view();
         let marker = layout::applied_key(seq);
         // One journal entry (one seq) may carry several transactions, applied in order:
         // this is the `index`-th of its seq since mount, and the marker counts how many
@@ -452,7 +484,7 @@ impl Backend for KvBackend {
             return Ok(Ok(()));
         }
         let mut a = Applier {
-            ov: Overlay::new(db),
+            ov: Overlay::new(&view),
             strip_size: m.strip_size,
             next_nid: st.next_nid,
             nid_changed: false,
@@ -485,7 +517,7 @@ impl Backend for KvBackend {
                 .commit
                 .write()
                 .map_err(|_| Error::failed("kvstore lock poisoned"))?;
-            db.commit(&batch, false).map_err(kve)?;
+            m.commit_noted(&batch)?;
         }
         if verdict.is_ok() {
             st.next_nid = nid;
@@ -502,7 +534,7 @@ impl Backend for KvBackend {
         b.set(layout::K_CKPT.to_vec(), layout::encode_u64(seq));
         // Every transaction up to `seq` is applied, so their markers are no longer needed.
         b.remove_range(layout::applied_key(0), layout::applied_key(seq + 1));
-        m.db.commit(&b, false).map_err(kve)?;
+        m.commit_noted(&b)?;
         m.db.flush().map_err(kve)
     }
 
@@ -528,7 +560,7 @@ impl Backend for KvBackend {
                 .commit
                 .write()
                 .map_err(|_| Error::failed("kvstore lock poisoned"))?;
-            m.db.commit(&b, false).map_err(kve)?;
+            m.commit_noted(&b)?;
             m.db.flush().map_err(kve)?;
             r.errors.retain(|e| !e.contains("orphan"));
         }
@@ -564,14 +596,17 @@ impl Backend for KvBackend {
 
     fn exists(&self, cid: &CollectionId, oid: &ObjectId) -> Result<bool> {
         self.with(|m| {
-            Self::require_coll(&*m.db, cid)?;
-            Ok(m.db.get(&layout::obj_key(cid, oid)).map_err(kve)?.is_some())
+            Self::require_coll(&m.view(), cid)?;
+            Ok(m.view()
+                .get(&layout::obj_key(cid, oid))
+                .map_err(kve)?
+                .is_some())
         })
     }
 
     fn stat(&self, cid: &CollectionId, oid: &ObjectId) -> Result<ObjectStat> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             let (lo, hi) = layout::nid_range(P_DATA, h.nid);
             let mut it = m.db.iter(KeyRange::new(lo, hi)).map_err(kve)?;
             it.seek_to_first().map_err(kve)?;
@@ -589,7 +624,7 @@ impl Backend for KvBackend {
 
     fn read(&self, cid: &CollectionId, oid: &ObjectId, off: u64, len: u64) -> Result<Vec<u8>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             if off >= h.size {
                 return Ok(Vec::new());
             }
@@ -639,7 +674,7 @@ impl Backend for KvBackend {
         len: u64,
     ) -> Result<BTreeMap<u64, u64>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             let end = if len == 0 {
                 h.size
             } else {
@@ -672,7 +707,7 @@ impl Backend for KvBackend {
 
     fn getattr(&self, cid: &CollectionId, oid: &ObjectId, name: &str) -> Result<Vec<u8>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             m.db.get(&layout::attr_key(h.nid, name))
                 .map_err(kve)?
                 .ok_or_else(|| Error::no_data(format!("object {oid} has no attr {name:?}")))
@@ -681,7 +716,7 @@ impl Backend for KvBackend {
 
     fn getattrs(&self, cid: &CollectionId, oid: &ObjectId) -> Result<BTreeMap<String, Vec<u8>>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             let (lo, hi) = layout::nid_range(P_ATTR, h.nid);
             Self::scan(&*m.db, lo, hi)?
                 .into_iter()
@@ -705,12 +740,12 @@ impl Backend for KvBackend {
     }
 
     fn collection_exists(&self, cid: &CollectionId) -> Result<bool> {
-        self.with(|m| Ok(m.db.get(&layout::coll_key(cid)).map_err(kve)?.is_some()))
+        self.with(|m| Ok(m.view().get(&layout::coll_key(cid)).map_err(kve)?.is_some()))
     }
 
     fn collection_empty(&self, cid: &CollectionId) -> Result<bool> {
         self.with(|m| {
-            Self::require_coll(&*m.db, cid)?;
+            Self::require_coll(&m.view(), cid)?;
             let mut it =
                 m.db.iter(KeyRange::prefix(&layout::obj_prefix(cid)))
                     .map_err(kve)?;
@@ -720,7 +755,7 @@ impl Backend for KvBackend {
     }
 
     fn collection_bits(&self, cid: &CollectionId) -> Result<u32> {
-        self.with(|m| Self::require_coll(&*m.db, cid))
+        self.with(|m| Self::require_coll(&m.view(), cid))
     }
 
     fn collection_list(
@@ -731,7 +766,7 @@ impl Backend for KvBackend {
         max: usize,
     ) -> Result<(Vec<ObjectId>, ObjectId)> {
         self.with(|m| {
-            Self::require_coll(&*m.db, cid)?;
+            Self::require_coll(&m.view(), cid)?;
             let mut out = Vec::new();
             if start >= end {
                 return Ok((out, ObjectId::max_sentinel()));
@@ -753,7 +788,7 @@ impl Backend for KvBackend {
 
     fn omap_get(&self, cid: &CollectionId, oid: &ObjectId) -> Result<OmapContents> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             let hdr =
                 m.db.get(&layout::omap_hdr_key(h.nid))
                     .map_err(kve)?
@@ -764,7 +799,7 @@ impl Backend for KvBackend {
 
     fn omap_get_header(&self, cid: &CollectionId, oid: &ObjectId) -> Result<Vec<u8>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             Ok(m.db
                 .get(&layout::omap_hdr_key(h.nid))
                 .map_err(kve)?
@@ -774,7 +809,7 @@ impl Backend for KvBackend {
 
     fn omap_get_keys(&self, cid: &CollectionId, oid: &ObjectId) -> Result<BTreeSet<OmapKey>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             let (lo, hi) = layout::nid_range(P_OMAP, h.nid);
             let mut it = m.db.iter(KeyRange::new(lo, hi)).map_err(kve)?;
             it.seek_to_first().map_err(kve)?;
@@ -794,7 +829,7 @@ impl Backend for KvBackend {
         keys: &BTreeSet<OmapKey>,
     ) -> Result<BTreeMap<OmapKey, Vec<u8>>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             let ks: Vec<Vec<u8>> = keys.iter().map(|k| layout::omap_key(h.nid, k)).collect();
             let refs: Vec<&[u8]> = ks.iter().map(|k| k.as_slice()).collect();
             Ok(keys
@@ -820,7 +855,7 @@ impl Backend for KvBackend {
         oid: &ObjectId,
     ) -> Result<Box<dyn OmapIterator + Send>> {
         self.with(|m| {
-            let h = Self::header(&*m.db, cid, oid)?;
+            let h = Self::header(&m.view(), cid, oid)?;
             let entries = Self::omap_entries(&*m.db, h.nid)?.into_iter().collect();
             Ok(Box::new(SnapshotOmapIterator::new(entries)) as Box<dyn OmapIterator + Send>)
         })
