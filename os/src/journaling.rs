@@ -539,6 +539,26 @@ pub fn check_journal_volumes(vfs: &dyn Vfs, journal: &Path, rec: &CheckpointReco
     }
 }
 
+thread_local! {
+    /// Set while an inline `on_commit` runs on a journal thread: a store call from
+    /// there could wait for the very commit or apply that thread is delivering.
+    static IN_INLINE_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs an inline `on_commit` ([`Completion::commit_inline`]) on this journal thread.
+/// A panic in it is contained like one on the finisher (the commit already happened).
+fn run_inline_commit(cb: crate::store::Callback, r: Result<()>) {
+    IN_INLINE_COMMIT.with(|f| f.set(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r)));
+    IN_INLINE_COMMIT.with(|f| f.set(false));
+    if let Err(p) = out {
+        tracing::error!(
+            panic = panic_message(&*p),
+            "an inline on_commit callback panicked"
+        );
+    }
+}
+
 /// A callback run on the finisher thread.
 type Task = Box<dyn FnOnce() + Send>;
 
@@ -682,13 +702,18 @@ impl<B: Backend> Shared<B> {
         seq: u64,
         p: Option<Entry>,
         on_commit: Option<crate::store::Callback>,
+        inline: bool,
         r: Result<()>,
     ) {
         match r {
             Ok(()) => {
                 self.sched.note_durable(seq);
                 if let Some(cb) = on_commit {
-                    self.finish(Box::new(move || cb(Ok(()))));
+                    if inline {
+                        run_inline_commit(cb, Ok(()));
+                    } else {
+                        self.finish(Box::new(move || cb(Ok(()))));
+                    }
                 }
                 if let Some(p) = p {
                     self.enqueue(seq_q, seq, p);
@@ -1100,6 +1125,11 @@ impl<B: Backend> JournaledStore<B> {
     }
 
     fn running(&self) -> Result<std::sync::RwLockReadGuard<'_, Mode<B>>> {
+        if IN_INLINE_COMMIT.with(|f| f.get()) {
+            return Err(Error::invalid(
+                "store called from an inline on_commit callback (it runs on the journal's thread; use the finisher: commit_inline = false)",
+            ));
+        }
         let g = self
             .mode
             .read()
@@ -1678,6 +1708,7 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             let Completion {
                 on_applied,
                 on_commit,
+                commit_inline,
             } = completion;
             let mut next = lock(&r.submit);
             let seq = *next;
@@ -1703,7 +1734,8 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             let mut volumes = lock(&sh.volumes);
             let h = r.journal.append_with(&entry_meta(seq), &data, move |res| {
                 if let Some((p, oc)) = lock(&cell2).take() {
-                    shared.on_durable(&sq2, seq, p, oc, res.map_err(journal_error));
+                    let r = res.map_err(journal_error);
+                    shared.on_durable(&sq2, seq, p, oc, commit_inline, r);
                 }
             });
             failpoint::pause("journaling.after_append");

@@ -109,6 +109,7 @@ macro_rules! conformance_tests {
             txn::validation_error_applies_nothing,
             txn::ops_apply_in_order_within_a_transaction,
             txn::callbacks_fire_exactly_once,
+            txn::inline_commit_fires_in_order_and_refuses_store_calls,
             txn::callbacks_of_rejected_transaction_carry_the_error,
             txn::several_transactions_in_one_call,
             txn::per_handle_ordering,

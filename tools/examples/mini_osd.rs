@@ -135,6 +135,8 @@ fn client(store: &dyn ObjectStore, pgs: &[CollectionId], c: usize, n: usize) -> 
             on_commit: Some(Box::new(move |r| {
                 let _ = tx.send(r);
             })),
+            // A channel send: quick, so it may run on the journal's thread.
+            commit_inline: true,
         };
         store.queue_transactions(&ch, vec![t], done)?;
         last_applied = Some((ch, oid, i, arx));

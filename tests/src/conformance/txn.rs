@@ -185,6 +185,7 @@ fn recording(
             c.lock().unwrap().push((i, r));
             let _ = d.send(i);
         })),
+        commit_inline: false,
     }
 }
 
@@ -217,6 +218,46 @@ pub fn callbacks_fire_exactly_once(f: &dyn StoreFactory) {
         let expect: Vec<(usize, Result<()>)> = (0..n).map(|i| (i, Ok(()))).collect();
         assert_eq!(v, expect, "{what} callbacks");
     }
+}
+
+/// `commit_inline`: the callback runs on the journal's thread, once per transaction, in
+/// submission order, and a store call from there fails EINVAL instead of deadlocking on
+/// the commit or apply that thread is delivering.
+pub fn inline_commit_fires_in_order_and_refuses_store_calls(f: &dyn StoreFactory) {
+    let s = setup(f);
+    let c = coll();
+    let ch = s.ch(&c);
+    let (tx, rx) = mpsc::channel();
+    let n = 30;
+    for i in 0..n {
+        let mut t = txn();
+        t.write(&c, &oid(&format!("o{i}")), 0, vec![i as u8]);
+        let (tx, store, ch2) = (tx.clone(), s.store_arc(), ch.clone());
+        let done = Completion::on_commit_inline(move |r| {
+            let call = store.exists(&ch2, &oid("o0")).map_err(|e| e.kind());
+            let _ = tx.send((i, r, call, std::thread::current().name().map(String::from)));
+        });
+        s.store().queue_transactions(&ch, vec![t], done).unwrap();
+    }
+    let got: Vec<_> = (0..n).map(|_| rx.recv().unwrap()).collect();
+    let order: Vec<usize> = got.iter().map(|g| g.0).collect();
+    assert_eq!(order, (0..n).collect::<Vec<_>>(), "commit order");
+    for (i, r, call, thread) in &got {
+        assert_eq!(r, &Ok(()), "transaction {i}");
+        assert_eq!(
+            call,
+            &Err(ErrorKind::InvalidArgument),
+            "store call from transaction {i}'s callback"
+        );
+        assert_ne!(
+            thread.as_deref(),
+            Some("ostore-finisher"),
+            "transaction {i}"
+        );
+    }
+    // The store is still fine, and its calls work again on this thread.
+    assert!(s.store().exists(&ch, &oid(&format!("o{}", n - 1))).unwrap());
+    assert!(rx.try_recv().is_err(), "a callback fired twice");
 }
 
 pub fn callbacks_of_rejected_transaction_carry_the_error(f: &dyn StoreFactory) {

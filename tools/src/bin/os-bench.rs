@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         a.workload.clone()
     };
     let mut results: Vec<BenchResult> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     for w in &workloads {
         for b in &a.backend {
             for &c in &a.clients {
@@ -87,10 +88,20 @@ fn main() -> ExitCode {
                     match bench::run(w, &o) {
                         Ok(r) => reps.push(r),
                         Err(e) => {
-                            eprintln!("os-bench: {w} on {b}: {}: {e}", e.kind().errno_name());
-                            return ExitCode::FAILURE;
+                            // The other runs go on: one failure must not throw away
+                            // an `all` run's results; the exit status still says so.
+                            let m = format!(
+                                "{w} on {b} with {c} clients: {}: {e}",
+                                e.kind().errno_name()
+                            );
+                            eprintln!("os-bench: {m}");
+                            failed.push(m);
+                            break;
                         }
                     }
+                }
+                if reps.is_empty() {
+                    continue;
                 }
                 reps.sort_by(|x, y| x.ops_per_sec.total_cmp(&y.ops_per_sec));
                 let lo = reps.first().map_or(0.0, |r| r.ops_per_sec);
@@ -122,6 +133,13 @@ fn main() -> ExitCode {
             eprintln!("os-bench: writing {}: {e}", p.display());
             return ExitCode::FAILURE;
         }
+    }
+    if !failed.is_empty() {
+        eprintln!("os-bench: {} run(s) failed:", failed.len());
+        for m in &failed {
+            eprintln!("  {m}");
+        }
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
