@@ -14,9 +14,10 @@
 //! sleeps MS milliseconds, to hold a race window open) or `panic` (the thread panics,
 //! as a bug would: the store must fail stop, not hang).
 //!
-//! Besides the crash points of [`ALL`], two points exist only for targeted tests:
+//! Besides the crash points of [`ALL`], three points exist only for targeted tests:
 //! `journaling.after_append` (a submitter between its append and the record of its
-//! volume) and `apply.entry` (an apply worker about to apply an entry).
+//! volume), `journaling.after_commit` (a journal thread between an entry's `on_commit`
+//! and queueing its apply) and `apply.entry` (an apply worker about to apply an entry).
 
 use std::io;
 

@@ -708,6 +708,9 @@ impl<B: Backend> Shared<B> {
         match r {
             Ok(()) => {
                 self.sched.note_durable(seq);
+                if p.is_some() {
+                    self.sched.expect(seq_q, seq);
+                }
                 if let Some(cb) = on_commit {
                     if inline {
                         run_inline_commit(cb, Ok(()));
@@ -715,6 +718,9 @@ impl<B: Backend> Shared<B> {
                         self.finish(Box::new(move || cb(Ok(()))));
                     }
                 }
+                // Holds open the window between the commit's callback and the queueing
+                // of its apply, for the read-your-write test of inline commits.
+                failpoint::pause("journaling.after_commit");
                 if let Some(p) = p {
                     self.enqueue(seq_q, seq, p);
                 }

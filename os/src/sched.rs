@@ -130,6 +130,14 @@ impl<P> Scheduler<P> {
         self.cv.notify_all();
     }
 
+    /// Entry `seq` of `sq` is committed and about to be queued: a read on `sq` that
+    /// starts from now on waits for it, so whoever hears of the commit first (an
+    /// inline `on_commit` runs before the entry is queued) reads its own write.
+    pub(crate) fn expect(&self, sq: &Sequencer<P>, seq: u64) {
+        let mut q = lock(&sq.queue);
+        q.queued = q.queued.max(seq);
+    }
+
     /// Queues an entry on its sequencer; `true` when the caller must hand the
     /// sequencer to a worker (it was idle).
     #[must_use]
