@@ -115,6 +115,28 @@ fn spillable(e: &io::Error) -> bool {
     )
 }
 
+/// What a range of an object's file holds after an op, for its checksums.
+#[derive(Debug, Clone, Copy)]
+enum Content<'a> {
+    /// Read it back from the file.
+    Unknown,
+    Zeroed,
+    /// These bytes from the range's start; `before` holds edge extents as they were
+    /// before the write (from [`Mounted::damaged_edges`]).
+    Written {
+        data: &'a [u8],
+        before: &'a [(u64, Vec<u8>)],
+    },
+}
+
+/// What [`Mounted::damaged_edges`] read: each edge extent an op keeps in part, as its
+/// bytes were before the op, and which of them already failed their checksum.
+#[derive(Debug, Default)]
+struct Edges {
+    bad: Vec<u64>,
+    before: Vec<(u64, Vec<u8>)>,
+}
+
 impl Mounted {
     /// A fresh object number: (mount epoch, counter). Never derived from the op's
     /// position: a replay that re-creates an object (a stale copy later removed again)
@@ -400,16 +422,15 @@ impl Mounted {
         }
     }
 
-    /// Recomputes the checksums of the extents `[start, end)` touches. `zeroed`: the
-    /// range now reads as zeros; `data`: the range holds these bytes from `start`.
+    /// Recomputes the checksums of the extents `[start, end)` touches, knowing `now`
+    /// what the range holds.
     fn update_csums(
         &self,
         f: &File,
         onum: &Onum,
         start: u64,
         end: u64,
-        zeroed: bool,
-        data: Option<&[u8]>,
+        now: Content<'_>,
     ) -> Result<()> {
         if start >= end {
             return Ok(());
@@ -421,21 +442,38 @@ impl Mounted {
             let s = e * CSUM_EXTENT;
             let t = s + CSUM_EXTENT;
             let key = csum_key(onum, e as u32);
-            let crc = if s >= size {
-                zero_extent_crc()
-            } else if s >= start && t <= end && t <= size {
-                if zeroed {
-                    zero_extent_crc()
-                } else if let Some(d) = data {
-                    extent_crc(&d[(s - start) as usize..(t - start) as usize])
-                } else {
-                    let n = fsback::read_full(f, &mut buf, s).map_err(|e| ioe(e, "read"))?;
+            let whole = s >= start && t <= end && t <= size;
+            let crc = match now {
+                _ if s >= size => zero_extent_crc(),
+                Content::Zeroed if whole => zero_extent_crc(),
+                Content::Written { data, .. } if whole => {
+                    extent_crc(&data[(s - start) as usize..(t - start) as usize])
+                }
+                Content::Written { data, before } if before.iter().any(|(x, _)| *x == e) => {
+                    // The extent as `damaged_edges` read it just before this write, with
+                    // the written bytes laid over it: no second read of 64 KiB per small
+                    // write. (Bytes between the old end and the write read as zeros, as
+                    // in the file.)
+                    let want = (size - s).min(CSUM_EXTENT) as usize;
+                    let old = before
+                        .iter()
+                        .find(|(x, _)| *x == e)
+                        .map_or(&[][..], |b| &b.1);
+                    let mut ext = old.to_vec();
+                    ext.resize(want, 0);
+                    let (lo, hi) = (start.max(s), end.min(s + want as u64));
+                    if lo < hi {
+                        ext[(lo - s) as usize..(hi - s) as usize]
+                            .copy_from_slice(&data[(lo - start) as usize..(hi - start) as usize]);
+                    }
+                    extent_crc(&ext)
+                }
+                _ => {
+                    let want = (size - s).min(CSUM_EXTENT) as usize;
+                    let n =
+                        fsback::read_full(f, &mut buf[..want], s).map_err(|e| ioe(e, "read"))?;
                     extent_crc(&buf[..n])
                 }
-            } else {
-                let want = (size - s).min(CSUM_EXTENT) as usize;
-                let n = fsback::read_full(f, &mut buf[..want], s).map_err(|e| ioe(e, "read"))?;
-                extent_crc(&buf[..n])
             };
             if crc == zero_extent_crc() {
                 b.remove(key);
@@ -458,19 +496,19 @@ impl Mounted {
         onum: &Onum,
         start: u64,
         end: u64,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Edges> {
+        let mut out = Edges::default();
         if replay || self.in_replay {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
         if start >= end {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         // A truncate (end = MAX) keeps part of one extent only: the one it cuts into.
         let last = if end == u64::MAX { start } else { end - 1 };
         let mut edges = vec![start / CSUM_EXTENT, last / CSUM_EXTENT];
         edges.dedup();
-        let mut bad = Vec::new();
         let mut buf = vec![0u8; CSUM_EXTENT as usize];
         for e in edges {
             let s = e * CSUM_EXTENT;
@@ -489,10 +527,11 @@ impl Mounted {
                 None => zero_extent_crc(),
             };
             if extent_crc(&buf[..n]) != want {
-                bad.push(e);
+                out.bad.push(e);
             }
+            out.before.push((e, buf[..n].to_vec()));
         }
-        Ok(bad)
+        Ok(out)
     }
 
     /// After a partial rewrite of damaged extents: their checksums stay wrong (the
@@ -678,14 +717,23 @@ impl Mounted {
                 if let Some((f, onum)) = self.ensure_obj(cid, oid, pos)? {
                     if !data.is_empty() {
                         let end = off + data.len() as u64;
-                        let bad = self.damaged_edges(replay, &f, &onum, *off, end)?;
+                        let edges = self.damaged_edges(replay, &f, &onum, *off, end)?;
                         let staged = self.staged_now.iter().find(|s| s.0 == pos.op);
                         match staged.zip(self.stage.as_ref()) {
                             Some(((_, id), area)) => self.link_staged(&f, area, *id, *off, data)?,
                             None => f.write_all_at(data, *off).map_err(|e| ioe(e, "write"))?,
                         }
-                        self.update_csums(&f, &onum, *off, end, false, Some(data))?;
-                        self.keep_bad(&f, &onum, &bad)?;
+                        self.update_csums(
+                            &f,
+                            &onum,
+                            *off,
+                            end,
+                            Content::Written {
+                                data,
+                                before: &edges.before,
+                            },
+                        )?;
+                        self.keep_bad(&f, &onum, &edges.bad)?;
                     }
                 }
             }
@@ -697,7 +745,7 @@ impl Mounted {
                     if *len > 0 {
                         let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
                         let end = off + len;
-                        let bad = self.damaged_edges(replay, &f, &onum, *off, end)?;
+                        let bad = self.damaged_edges(replay, &f, &onum, *off, end)?.bad;
                         if *off < size {
                             fsback::zero_range(&f, *off, end.min(size) - off)
                                 .map_err(|e| ioe(e, "zero"))?;
@@ -705,7 +753,7 @@ impl Mounted {
                         if end > size {
                             f.set_len(end).map_err(|e| ioe(e, "truncate"))?;
                         }
-                        self.update_csums(&f, &onum, *off, end, true, None)?;
+                        self.update_csums(&f, &onum, *off, end, Content::Zeroed)?;
                         self.keep_bad(&f, &onum, &bad)?;
                     }
                 }
@@ -716,7 +764,7 @@ impl Mounted {
                 }
                 if let Some((f, onum)) = self.open_existing(cid, oid)? {
                     // A cut inside an extent keeps part of it: check that part first.
-                    let bad = self.damaged_edges(replay, &f, &onum, *size, u64::MAX)?;
+                    let bad = self.damaged_edges(replay, &f, &onum, *size, u64::MAX)?.bad;
                     f.set_len(*size).map_err(|e| ioe(e, "truncate"))?;
                     // Whatever the size was: a redo after a crash between the two
                     // steps finds the file already cut, and its checksums still old.
@@ -726,7 +774,7 @@ impl Mounted {
                     b.remove_range(csum_key(&onum, first_dead as u32), e);
                     self.commit(&b, false)?;
                     if size % CSUM_EXTENT != 0 {
-                        self.update_csums(&f, &onum, *size - 1, *size, false, None)?;
+                        self.update_csums(&f, &onum, *size - 1, *size, Content::Unknown)?;
                     }
                     self.keep_bad(&f, &onum, &bad)?;
                 }
@@ -1076,7 +1124,7 @@ impl Mounted {
             self.fs
                 .clone_range(&df, &t, soff, clen, doff)
                 .map_err(|e| ioe(e, "copying a range"))?;
-            self.update_csums(&df, &donum, doff, doff + clen, false, None)?;
+            self.update_csums(&df, &donum, doff, doff + clen, Content::Unknown)?;
             self.set_guard(&df, &[], pos, false)?;
             drop(t);
             let _ = std::fs::remove_file(&tp);
@@ -1093,7 +1141,7 @@ impl Mounted {
         self.fs
             .clone_range(&df, &sf, soff, clen, doff)
             .map_err(|e| ioe(e, "copying a range"))?;
-        self.update_csums(&df, &donum, doff, doff + clen, false, None)?;
+        self.update_csums(&df, &donum, doff, doff + clen, Content::Unknown)?;
         self.set_guard(&df, &[], pos, false)
     }
 

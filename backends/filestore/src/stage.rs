@@ -13,17 +13,22 @@
 //! by the replay that follows, and go at the first checkpoint after it. A released file
 //! is kept for reuse (renamed `f` + 16 hex digits, up to [`POOL_FILES`] of at most
 //! [`POOL_FILE_MAX`] bytes): the next stage renames it to its new id and overwrites
-//! it, so its pages are already in the page cache and its name needs no new inode
-//! (the object keeps the old blocks: reflinked extents are copy-on-write). The directory
+//! it, so its name needs no new inode (the object keeps the old blocks: reflinked
+//! extents are copy-on-write). Staged data is written with `O_DIRECT` from a reused
+//! aligned buffer where the filesystem allows it (then `fdatasync` as before): the
+//! page-cache copy and the first touch of new cache pages were most of a staged write's
+//! time, and only a replay reads the file again. The directory
 //! sits beside `current/`, not in it, so a btrfs rollback of `current/` to its last
 //! snapshot keeps the staged data the journal after that snapshot refers to.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use ostore_journal::aligned::{AlignedBuf, ALIGN};
 
 use crate::fsback::read_full;
 
@@ -53,7 +58,16 @@ pub(crate) struct StageArea {
     leftovers: Mutex<Vec<u64>>,
     /// Released files ready for reuse, and the counter that names them.
     pool: Mutex<(Vec<u64>, u64)>,
+    /// Aligned buffers for direct writes, kept so that a staged write does not fault in
+    /// fresh pages (on this VM ~2.5 µs a page: 2.5 ms per 4 MiB).
+    bufs: Mutex<Vec<AlignedBuf>>,
+    /// Cleared once the filesystem refuses `O_DIRECT`; staged writes then go through
+    /// the page cache.
+    direct: AtomicBool,
 }
+
+/// Aligned buffers kept for reuse by staged writes.
+const BUFS_KEPT: usize = 8;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -99,6 +113,8 @@ impl StageArea {
             linked: Mutex::new(Vec::new()),
             leftovers: Mutex::new(leftovers),
             pool: Mutex::new((pool, pool_next)),
+            bufs: Mutex::new(Vec::new()),
+            direct: AtomicBool::new(true),
         })
     }
 
@@ -118,18 +134,62 @@ impl StageArea {
         }
         let p = self.path(id);
         let reused = lock(&self.pool).0.pop();
-        let f = match reused {
-            Some(k) => {
-                std::fs::rename(self.pool_path(k), &p)?;
-                std::fs::OpenOptions::new().write(true).open(&p)?
+        if let Some(k) = reused {
+            std::fs::rename(self.pool_path(k), &p)?;
+        }
+        let open = |direct: bool| {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true);
+            if reused.is_none() {
+                o.create(true);
             }
-            None => std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&p)?,
+            if direct {
+                o.custom_flags(libc::O_DIRECT);
+            }
+            o.open(&p)
         };
-        f.write_all_at(data, 0)?;
-        if reused.is_some() && f.metadata()?.len() > data.len() as u64 {
+        // Direct I/O: the page-cache copy and the first touch of new cache pages were
+        // most of a staged write's time; the data is read again only by a replay.
+        let mut wrote = false;
+        let mut f = None;
+        if self.direct.load(Ordering::Relaxed) {
+            match open(true) {
+                Ok(df) => {
+                    let mut buf = lock(&self.bufs).pop().unwrap_or_default();
+                    buf.resize(0, 0);
+                    buf.extend_from_slice(data);
+                    buf.resize(data.len().next_multiple_of(ALIGN), 0);
+                    let r = df.write_all_at(&buf, 0);
+                    let mut bufs = lock(&self.bufs);
+                    if bufs.len() < BUFS_KEPT && buf.len() as u64 <= POOL_FILE_MAX {
+                        bufs.push(buf);
+                    }
+                    drop(bufs);
+                    match r {
+                        Ok(()) => wrote = true,
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            self.direct.store(false, Ordering::Relaxed);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    f = Some(df);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.direct.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let f = match (wrote, f) {
+            (true, Some(f)) => f,
+            _ => {
+                let f = open(false)?;
+                f.write_all_at(data, 0)?;
+                f
+            }
+        };
+        // Padding to the block size, or a longer reused file, leaves bytes past the data.
+        if f.metadata()?.len() != data.len() as u64 {
             f.set_len(data.len() as u64)?;
         }
         f.sync_data()?;
