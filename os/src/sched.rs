@@ -270,6 +270,17 @@ impl<P> Scheduler<P> {
         s.queued_max > s.checkpointed
     }
 
+    /// Submitter: waits while `max` or more queued entries are not applied yet (the
+    /// apply backlog). `false` when the store failed first.
+    pub(crate) fn wait_backlog(&self, max: usize) -> bool {
+        let s = lock(&self.state);
+        let max = max.max(1);
+        self.wait_while(&self.cv, s, Duration::from_millis(50), |s| {
+            s.unapplied.len() >= max
+        })
+        .is_some()
+    }
+
     /// Shutdown: waits until every seq below `next` is durable and applied. `false`
     /// when the store failed first.
     pub(crate) fn wait_idle(&self, next: u64) -> bool {
