@@ -75,7 +75,7 @@ fn commits_wait_for_a_backlog_of_applies() {
     // The next apply sleeps 1.5 s; every later entry of the handle queues behind it.
     failpoint::arm("apply.entry", 1, Action::Pause(1500));
     let committed = Arc::new(AtomicUsize::new(0));
-    let (s2, c2, ch2, n2) = (s.clone(), c.clone(), ch.clone(), committed.clone());
+    let (s2, c2, ch2, n2) = (s.clone(), c, ch.clone(), committed.clone());
     let total = 3 * max;
     let submitter = std::thread::spawn(move || {
         for i in 0..total {
