@@ -116,7 +116,7 @@ fn spillable(e: &io::Error) -> bool {
 }
 
 /// What a range of an object's file holds after an op, for its checksums.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Content<'a> {
     /// Read it back from the file.
     Unknown,
@@ -125,7 +125,7 @@ enum Content<'a> {
     /// before the write (from [`Mounted::damaged_edges`]).
     Written {
         data: &'a [u8],
-        before: &'a [(u64, Vec<u8>)],
+        before: Vec<(u64, Vec<u8>)>,
     },
 }
 
@@ -430,48 +430,47 @@ impl Mounted {
         onum: &Onum,
         start: u64,
         end: u64,
-        now: Content<'_>,
+        mut now: Content<'_>,
     ) -> Result<()> {
         if start >= end {
             return Ok(());
         }
         let size = f.metadata().map_err(|e| ioe(e, "stat"))?.len();
         let mut b = WriteBatch::new();
-        let mut buf = vec![0u8; CSUM_EXTENT as usize];
+        let mut buf = Vec::new();
         for e in start / CSUM_EXTENT..=(end - 1) / CSUM_EXTENT {
             let s = e * CSUM_EXTENT;
             let t = s + CSUM_EXTENT;
             let key = csum_key(onum, e as u32);
             let whole = s >= start && t <= end && t <= size;
-            let crc = match now {
+            let want = (size.saturating_sub(s)).min(CSUM_EXTENT) as usize;
+            let known = match &now {
+                Content::Written { before, .. } => before.iter().position(|(x, _)| *x == e),
+                _ => None,
+            };
+            let crc = match (&mut now, known) {
                 _ if s >= size => zero_extent_crc(),
-                Content::Zeroed if whole => zero_extent_crc(),
-                Content::Written { data, .. } if whole => {
+                (Content::Zeroed, _) if whole => zero_extent_crc(),
+                (Content::Written { data, .. }, _) if whole => {
                     extent_crc(&data[(s - start) as usize..(t - start) as usize])
                 }
-                Content::Written { data, before } if before.iter().any(|(x, _)| *x == e) => {
+                (Content::Written { data, before }, Some(i)) => {
                     // The extent as `damaged_edges` read it just before this write, with
-                    // the written bytes laid over it: no second read of 64 KiB per small
-                    // write. (Bytes between the old end and the write read as zeros, as
-                    // in the file.)
-                    let want = (size - s).min(CSUM_EXTENT) as usize;
-                    let old = before
-                        .iter()
-                        .find(|(x, _)| *x == e)
-                        .map_or(&[][..], |b| &b.1);
-                    let mut ext = old.to_vec();
+                    // the written bytes laid over it in place: no second read of 64 KiB
+                    // per small write. (Bytes between the old end and the write read as
+                    // zeros, as in the file.)
+                    let ext = &mut before[i].1;
                     ext.resize(want, 0);
                     let (lo, hi) = (start.max(s), end.min(s + want as u64));
                     if lo < hi {
                         ext[(lo - s) as usize..(hi - s) as usize]
                             .copy_from_slice(&data[(lo - start) as usize..(hi - start) as usize]);
                     }
-                    extent_crc(&ext)
+                    extent_crc(ext)
                 }
                 _ => {
-                    let want = (size - s).min(CSUM_EXTENT) as usize;
-                    let n =
-                        fsback::read_full(f, &mut buf[..want], s).map_err(|e| ioe(e, "read"))?;
+                    buf.resize(want, 0);
+                    let n = fsback::read_full(f, &mut buf[..want], s).map_err(|e| ioe(e, "read"))?;
                     extent_crc(&buf[..n])
                 }
             };
@@ -509,12 +508,12 @@ impl Mounted {
         let last = if end == u64::MAX { start } else { end - 1 };
         let mut edges = vec![start / CSUM_EXTENT, last / CSUM_EXTENT];
         edges.dedup();
-        let mut buf = vec![0u8; CSUM_EXTENT as usize];
         for e in edges {
             let s = e * CSUM_EXTENT;
             if start <= s && end >= s + CSUM_EXTENT {
                 continue; // rewritten whole: nothing of it is kept
             }
+            let mut buf = vec![0u8; CSUM_EXTENT as usize];
             // Checked even past the end of the file: a file cut short by damage still
             // has the checksums of what it lost, and the zeros a write past the end
             // fills in must not stand for those bytes.
@@ -529,7 +528,8 @@ impl Mounted {
             if extent_crc(&buf[..n]) != want {
                 out.bad.push(e);
             }
-            out.before.push((e, buf[..n].to_vec()));
+            buf.truncate(n);
+            out.before.push((e, buf));
         }
         Ok(out)
     }
@@ -730,7 +730,7 @@ impl Mounted {
                             end,
                             Content::Written {
                                 data,
-                                before: &edges.before,
+                                before: edges.before,
                             },
                         )?;
                         self.keep_bad(&f, &onum, &edges.bad)?;
