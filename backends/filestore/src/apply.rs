@@ -470,7 +470,8 @@ impl Mounted {
                 }
                 _ => {
                     buf.resize(want, 0);
-                    let n = fsback::read_full(f, &mut buf[..want], s).map_err(|e| ioe(e, "read"))?;
+                    let n =
+                        fsback::read_full(f, &mut buf[..want], s).map_err(|e| ioe(e, "read"))?;
                     extent_crc(&buf[..n])
                 }
             };
