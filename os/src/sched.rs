@@ -139,7 +139,10 @@ impl<P> Scheduler<P> {
     /// Entry `seq` of `sq` is committed and about to be queued: a read on `sq` that
     /// starts from now on waits for it, so whoever hears of the commit first (an
     /// inline `on_commit` runs before the entry is queued) reads its own write.
+    /// It counts toward the apply backlog from now on as well, so a submitter that
+    /// heard of the commit sees it in [`Scheduler::wait_backlog`].
     pub(crate) fn expect(&self, sq: &Sequencer<P>, seq: u64) {
+        lock(&self.state).unapplied.insert(seq);
         let mut q = lock(&sq.queue);
         q.queued = q.queued.max(seq);
     }
