@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub use batch::{BatchOp, WriteBatch};
 pub use error::{Error, Result};
 pub use memory::{decode_image, encode_image, MemoryDb, SaveImage};
-pub use range::{prefix_successor, KeyRange};
+pub use range::{keys_in_range, prefix_successor, KeyRange};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{Compression, RocksDb, RocksOptions};
 

@@ -207,17 +207,8 @@ impl KeyValueDB for MemoryDb {
                     map.remove(key);
                 }
                 BatchOp::RemoveRange { start, end } => {
-                    if start < end {
-                        let doomed: Vec<Vec<u8>> = map
-                            .range::<[u8], _>((
-                                Bound::Included(start.as_slice()),
-                                Bound::Excluded(end.as_slice()),
-                            ))
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for k in doomed {
-                            map.remove(&k);
-                        }
+                    for k in crate::keys_in_range(map, start, end) {
+                        map.remove(&k);
                     }
                 }
             }

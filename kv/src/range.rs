@@ -1,5 +1,8 @@
 //! Key ranges for iterators, and the bytewise helpers that turn a prefix into a range.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
 /// A half-open key range `[lower, upper)` in bytewise order; `None` means unbounded on that side.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyRange {
@@ -53,6 +56,17 @@ impl KeyRange {
 
 /// The smallest key above every key that starts with `prefix`, or `None` when there is none (the
 /// prefix is empty or all `0xff`).
+/// The keys of `map` in `[start, end)`, collected so the caller may then change the map
+/// (remove them, or overwrite them) while walking the list.
+pub fn keys_in_range<V>(map: &BTreeMap<Vec<u8>, V>, start: &[u8], end: &[u8]) -> Vec<Vec<u8>> {
+    if start >= end {
+        return Vec::new();
+    }
+    map.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {

@@ -12,10 +12,9 @@
 //! A failed commit clears the cache (the store fails stop anyway).
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Mutex;
 
-use ostore_kv::{BatchOp, KeyRange, KvIterator, KvRead, WriteBatch};
+use ostore_kv::{keys_in_range, BatchOp, KeyRange, KvIterator, KvRead, WriteBatch};
 
 use crate::layout::{P_COLL, P_OBJ};
 
@@ -80,14 +79,7 @@ impl MetaCache {
                     Self::insert(&mut map, self.cap, key.clone(), None);
                 }
                 BatchOp::RemoveRange { start, end } => {
-                    let doomed: Vec<Vec<u8>> = map
-                        .range::<[u8], _>((
-                            Bound::Included(start.as_slice()),
-                            Bound::Excluded(end.as_slice()),
-                        ))
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for k in doomed {
+                    for k in keys_in_range(&map, start, end) {
                         // Known absent now.
                         map.insert(k, None);
                     }

@@ -66,15 +66,7 @@ impl<'a> Overlay<'a> {
         if lo >= hi {
             return;
         }
-        let doomed: Vec<Vec<u8>> = self
-            .writes
-            .range::<[u8], _>((
-                Bound::Included(lo.as_slice()),
-                Bound::Excluded(hi.as_slice()),
-            ))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in doomed {
+        for k in ostore_kv::keys_in_range(&self.writes, &lo, &hi) {
             self.writes.remove(&k);
         }
         self.ranges.push((lo, hi));
