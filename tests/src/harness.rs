@@ -273,3 +273,16 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         .expect("cp");
     assert!(st.success(), "copying {} failed", from.display());
 }
+
+/// Formats and mounts `s`, and creates collection `pg(1, 0)` in it: the start of the
+/// tests that drive one store by hand (failpoint and fault tests).
+pub fn mkfs_mount_one_collection(s: &dyn ObjectStore) -> (CollectionId, CollectionHandle) {
+    s.mkfs().unwrap();
+    s.mount().unwrap();
+    let c = CollectionId::pg(1, 0);
+    let ch = s.create_new_collection(&c).unwrap();
+    let mut t = Transaction::new();
+    t.create_collection(&c, 0);
+    s.apply_transaction(&ch, t).unwrap();
+    (c, ch)
+}

@@ -15,7 +15,7 @@ use ostore_journal::failpoint::{self, Action};
 use ostore_journal::vfs::{SimFs, Vfs};
 use ostore_memstore::MemStore;
 use ostore_os::journaling::{JournalMode, JournalingOptions};
-use ostore_os::{CollectionId, Completion, ObjectId, ObjectStore, Transaction};
+use ostore_os::{Completion, ObjectId, ObjectStore, Transaction};
 
 fn opts() -> JournalingOptions {
     let mut o = JournalingOptions::small();
@@ -38,13 +38,7 @@ fn a_checkpoint_never_trims_an_entry_appended_but_not_yet_recorded() {
     let fs = Arc::new(SimFs::new());
     let vfs: Arc<dyn Vfs> = fs.clone();
     let s = store(vfs);
-    s.mkfs().unwrap();
-    s.mount().unwrap();
-    let c = CollectionId::pg(1, 0);
-    let ch = s.create_new_collection(&c).unwrap();
-    let mut t = Transaction::new();
-    t.create_collection(&c, 0);
-    s.apply_transaction(&ch, t).unwrap();
+    let (c, ch) = ostore_tests::harness::mkfs_mount_one_collection(&s);
     let volume = opts().geometry.volume_size as usize;
     // Small entries first, then one bigger than a volume: once appended, the journal's
     // end is at least one volume past the volume the big entry starts in.

@@ -28,13 +28,7 @@ fn store(o: JournalingOptions) -> (Arc<MemStore>, CollectionId, ostore_os::Colle
     const { assert!(failpoint::ENABLED, "the tests crate builds failpoints in") };
     let vfs: Arc<dyn Vfs> = Arc::new(SimFs::new());
     let s = Arc::new(MemStore::with_vfs(Path::new("/store"), o, vfs));
-    s.mkfs().unwrap();
-    s.mount().unwrap();
-    let c = CollectionId::pg(1, 0);
-    let ch = s.create_new_collection(&c).unwrap();
-    let mut t = Transaction::new();
-    t.create_collection(&c, 0);
-    s.apply_transaction(&ch, t).unwrap();
+    let (c, ch) = ostore_tests::harness::mkfs_mount_one_collection(&*s);
     (s, c, ch)
 }
 

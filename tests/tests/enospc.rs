@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ostore_os::journaling::JournalingOptions;
-use ostore_os::{CollectionId, ErrorKind, ObjectId, ObjectStore, Transaction};
+use ostore_os::{ErrorKind, ObjectId, ObjectStore, Transaction};
 
 fn sh(args: &[&str]) -> bool {
     Command::new(args[0])
@@ -46,13 +46,7 @@ fn enospc_on_a_small_tmpfs_fails_stop_and_recovers() {
         ))
     };
     let s = make();
-    s.mkfs().unwrap();
-    s.mount().unwrap();
-    let c = CollectionId::pg(1, 0);
-    let ch = s.create_new_collection(&c).unwrap();
-    let mut t = Transaction::new();
-    t.create_collection(&c, 0);
-    s.apply_transaction(&ch, t).unwrap();
+    let (c, ch) = ostore_tests::harness::mkfs_mount_one_collection(&*s);
     let mut acked = 0usize;
     let mut failure = None;
     for i in 0..10_000usize {
