@@ -556,12 +556,17 @@ thread_local! {
 /// A panic in it is contained like one on the finisher (the commit already happened).
 fn run_inline_commit(cb: crate::store::Callback, r: Result<()>) {
     IN_INLINE_COMMIT.with(|f| f.set(true));
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r)));
+    run_contained(|| cb(r));
     IN_INLINE_COMMIT.with(|f| f.set(false));
-    if let Err(p) = out {
+}
+
+/// Runs a caller's completion callback: one that panics must not take the later ones
+/// (or the thread delivering them) with it.
+fn run_contained(f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         tracing::error!(
-            panic = panic_message(&*p),
-            "an inline on_commit callback panicked"
+            panic = panic_message(&*panic),
+            "a completion callback panicked"
         );
     }
 }
@@ -1345,13 +1350,7 @@ impl<B: Backend> JournaledStore<B> {
             "ostore-finisher".into(),
             Box::new(move || {
                 while let Ok(f) = fin_rx.recv() {
-                    // A caller's callback that panics must not take the later ones with it.
-                    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                        tracing::error!(
-                            panic = panic_message(&*panic),
-                            "a completion callback panicked"
-                        );
-                    }
+                    run_contained(f);
                 }
             }),
         )?);
