@@ -14,10 +14,12 @@
 //! sleeps MS milliseconds, to hold a race window open) or `panic` (the thread panics,
 //! as a bug would: the store must fail stop, not hang).
 //!
-//! Besides the crash points of [`ALL`], three points exist only for targeted tests:
+//! Besides the crash points of [`ALL`], four points exist only for targeted tests:
 //! `journaling.after_append` (a submitter between its append and the record of its
 //! volume), `journaling.after_commit` (a journal thread between an entry's `on_commit`
-//! and queueing its apply) and `apply.entry` (an apply worker about to apply an entry).
+//! and queueing its apply), `apply.entry` (an apply worker about to apply an entry) and
+//! `journal.flush` (a journal worker about to write and sync a batch: holds entries
+//! appended but not durable).
 
 use std::io;
 

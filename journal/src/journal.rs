@@ -1094,6 +1094,7 @@ impl Inner {
         syncs: &[u64],
     ) -> Result<()> {
         self.check_failed()?;
+        crate::failpoint::pause("journal.flush");
         if let Some(&min) = syncs.first() {
             files.retain(|&v, _| v + 2 >= min);
         }

@@ -607,6 +607,12 @@ struct Shared<B: Backend> {
     /// until a checkpoint covers them, so without this a stream of large writes (which
     /// barely fill the journal) would pile them up until the timer fired.
     staged_pending: std::sync::atomic::AtomicU64,
+    /// The volume the last checkpoint trimmed the journal up to. The journal trims no
+    /// further than what it made durable, and in parallel mode a checkpoint can cover
+    /// entries still being written: the rest of its trim is retried later (see
+    /// [`Shared::retrim`]), or the volumes it left would stay live with no new
+    /// checkpoint due, and a submitter throttled on them would wait forever.
+    trim_target: std::sync::atomic::AtomicU64,
 }
 
 struct Running<B: Backend> {
@@ -908,8 +914,25 @@ impl<B: Backend> Shared<B> {
         .write(&record.encode())
         .map_err(journal_error)?;
         failpoint::hit("checkpoint.before_trim")?;
+        self.trim_target
+            .fetch_max(keep_from, std::sync::atomic::Ordering::SeqCst);
         journal.trim_before(keep_from).map_err(journal_error)?;
         tracing::debug!(seq = cp, keep_from, "checkpoint");
+        Ok(())
+    }
+
+    /// Whether the last checkpoint's trim left volumes it meant to free.
+    fn trim_behind(&self, journal: &Journal) -> bool {
+        let target = self.trim_target.load(std::sync::atomic::Ordering::SeqCst);
+        journal.volumes().first().is_some_and(|&v| v < target)
+    }
+
+    /// Finishes the trim of the last checkpoint, as far as the journal is durable now.
+    fn retrim(&self, journal: &Journal) -> Result<()> {
+        let _serial = lock(&self.ckpt_lock);
+        self.check()?;
+        let target = self.trim_target.load(std::sync::atomic::Ordering::SeqCst);
+        journal.trim_before(target).map_err(journal_error)?;
         Ok(())
     }
 
@@ -1324,6 +1347,7 @@ impl<B: Backend> JournaledStore<B> {
             ckpt_lock: Mutex::new(()),
             quarantine,
             staged_pending: std::sync::atomic::AtomicU64::new(0),
+            trim_target: std::sync::atomic::AtomicU64::new(0),
         });
         let journal = Arc::new(journal);
         let stop = Arc::new(Mutex::new(false));
@@ -1590,7 +1614,12 @@ fn checkpoint_loop<B: Backend>(sh: &Arc<Shared<B>>, j: &Arc<Journal>, stop: &Arc
             }
             *req = false;
         }
-        if sh.sched.checkpoint_due() && sh.check().is_ok() {
+        if !sh.sched.checkpoint_due() && sh.trim_behind(j) && sh.check().is_ok() {
+            if let Err(e) = sh.retrim(j) {
+                tracing::error!(error = %e, "journal trim failed");
+                sh.fail(&e);
+            }
+        } else if sh.sched.checkpoint_due() && sh.check().is_ok() {
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.checkpoint(j)));
             match run {
                 Ok(Ok(_)) => {}

@@ -8,6 +8,10 @@
 //! - Commits run at most `max_unapplied` entries ahead of the applies. Found by
 //!   `os-bench --workload clone-overwrite` on KeyValueStore: commits ran minutes ahead
 //!   of a stalled apply.
+//! - A checkpoint that covers entries the journal has not made durable yet (parallel
+//!   mode applies before the sync) finishes its trim later. Found by CI: the limits
+//!   test hung on its 16 MiB omap value, the submitter throttled on journal volumes
+//!   that no checkpoint would free again.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +22,7 @@ use std::time::Duration;
 use ostore_journal::failpoint::{self, Action};
 use ostore_journal::vfs::{SimFs, Vfs};
 use ostore_memstore::MemStore;
-use ostore_os::journaling::JournalingOptions;
+use ostore_os::journaling::{JournalMode, JournalingOptions};
 use ostore_os::{CollectionId, Completion, ObjectId, ObjectStore, Transaction};
 
 /// One test at a time: they arm process-wide failpoints.
@@ -105,5 +109,58 @@ fn commits_wait_for_a_backlog_of_applies() {
             vec![1; 10]
         );
     }
+    s.umount().unwrap();
+}
+
+#[test]
+fn a_trim_cut_short_by_the_journal_is_finished_later() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let o = JournalingOptions {
+        mode: JournalMode::Parallel,
+        ..JournalingOptions::small()
+    };
+    let budget = o.max_journal_bytes;
+    let (s, c, ch) = store(o);
+    // The next journal flush waits 1.5 s before writing: the big entry is applied
+    // (parallel mode) and a checkpoint covers it while none of it is durable, so that
+    // checkpoint can trim nothing.
+    failpoint::arm("journal.flush", 1, Action::Pause(1500));
+    let mut t = Transaction::new();
+    let big = budget as usize + (1 << 20);
+    t.write(&c, &ObjectId::new(1, "big"), 0, vec![7; big]);
+    let (tx, rx) = mpsc::channel();
+    s.queue_transactions(
+        &ch,
+        vec![t],
+        Completion::on_commit(move |r| {
+            let _ = tx.send(r);
+        }),
+    )
+    .unwrap();
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("commit of the big write")
+        .unwrap();
+    failpoint::disarm_all();
+    // The journal now holds more than its budget: the next submitter waits for a
+    // checkpoint to free volumes, which must come although nothing new was queued.
+    let (s2, c2, ch2) = (s.clone(), c.clone(), ch.clone());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut t = Transaction::new();
+        t.write(&c2, &ObjectId::new(1, "small"), 0, vec![1; 10]);
+        let _ = tx.send(s2.apply_transaction(&ch2, t).map_err(|e| e.to_string()));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a submit throttled on the journal budget returned within 30 s");
+    assert_eq!(r, Ok(()));
+    assert_eq!(
+        s.read(&ch, &ObjectId::new(1, "small"), 0, 0).unwrap(),
+        vec![1; 10]
+    );
+    assert_eq!(
+        s.stat(&ch, &ObjectId::new(1, "big")).unwrap().size,
+        big as u64
+    );
     s.umount().unwrap();
 }
