@@ -143,7 +143,7 @@ fn a_trim_cut_short_by_the_journal_is_finished_later() {
     failpoint::disarm_all();
     // The journal now holds more than its budget: the next submitter waits for a
     // checkpoint to free volumes, which must come although nothing new was queued.
-    let (s2, c2, ch2) = (s.clone(), c.clone(), ch.clone());
+    let (s2, c2, ch2) = (s.clone(), c, ch.clone());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut t = Transaction::new();
