@@ -3,7 +3,7 @@
 # filesystem backends are measured beside the raw-disk anchor of the same mount.
 #   scripts/bench-fs.sh xfs|btrfs|ext4 [os-bench options...]
 # Needs root and xfsprogs / btrfs-progs. The image is sparse, on the work filesystem,
-# and removed at exit.
+# and removed at exit (IMAGE_GB sets its size, IMAGE_FILL=zeros writes it in full).
 set -euo pipefail
 kind=${1:?usage: scripts/bench-fs.sh xfs|btrfs|ext4 [os-bench options]}
 shift
@@ -23,7 +23,15 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-truncate -s "${IMAGE_GB:-8}G" "$img"
+# A sparse image makes every block the filesystem writes for the first time an
+# allocation in the file holding the image (and a journal commit of the filesystem
+# under it at the next sync), which a real disk never pays: IMAGE_FILL=zeros writes
+# the whole image first.
+if [ "${IMAGE_FILL:-sparse}" = zeros ]; then
+    dd if=/dev/zero of="$img" bs=4M count=$(( ${IMAGE_GB:-8} * 256 )) conv=fsync status=none
+else
+    truncate -s "${IMAGE_GB:-8}G" "$img"
+fi
 case $kind in
     xfs) mkfs.xfs -q -f -m reflink=1 "$img" ;;
     btrfs) mkfs.btrfs -q -f "$img" ;;
