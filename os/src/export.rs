@@ -109,6 +109,8 @@ pub fn export(
         colls.to_vec()
     };
     colls.sort();
+    // A collection named twice is exported once: its import refuses a repeat.
+    colls.dedup();
     let mut head = Vec::with_capacity(HEADER_LEN);
     head.extend_from_slice(MAGIC);
     head.extend_from_slice(&VERSION.to_le_bytes());

@@ -637,7 +637,7 @@ pub struct JournaledStore<B: Backend> {
     vfs: Arc<dyn Vfs>,
     mode: RwLock<Mode<B>>,
     /// Held while mounted so two processes never serve the same store.
-    lock_file: Mutex<Option<std::fs::File>>,
+    lock_file: Mutex<Vec<std::fs::File>>,
     /// Whether mount takes the lock file (only on the real filesystem).
     lock_dir: bool,
     /// What the last mount found.
@@ -1110,7 +1110,7 @@ impl<B: Backend> JournaledStore<B> {
             opts,
             vfs,
             mode: RwLock::new(Mode::Unmounted),
-            lock_file: Mutex::new(None),
+            lock_file: Mutex::new(Vec::new()),
             lock_dir: false,
             last_report: Mutex::new(None),
         }
@@ -1127,23 +1127,41 @@ impl<B: Backend> JournaledStore<B> {
             .write(true)
             .open(&p)
             .map_err(|e| Error::from(e).context(format!("opening {}", p.display())))?;
+        let mut held = vec![self.lock_one(f, &p, "store")?];
+        // A journal outside the data directory is locked too (its directory, so no
+        // file is added to it): two stores given the same --journal-path would write
+        // each other's entries and replay them into the wrong store.
+        if self.opts.journal_path.is_some() {
+            let jp = self.journal_path();
+            let d = std::fs::File::open(&jp)
+                .map_err(|e| Error::from(e).context(format!("opening {}", jp.display())))?;
+            held.push(self.lock_one(d, &jp, "journal")?);
+        }
+        *lock(&self.lock_file) = held;
+        Ok(())
+    }
+
+    /// Takes the exclusive lock on `f` (at `p`), waiting a little for a forked child's
+    /// copy of the descriptor to go.
+    fn lock_one(&self, f: std::fs::File, p: &Path, what: &str) -> Result<std::fs::File> {
         // A process that forks (to exec a helper) holds a copy of every descriptor until
         // its exec, and with it our lock: a short wait tells that apart from a real
         // second mount, which holds the lock for good.
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             match f.try_lock() {
-                Ok(()) => {
-                    *lock(&self.lock_file) = Some(f);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(f),
                 Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(Error::exists(format!(
-                        "store at {} is already mounted by another user (lock held on {})",
-                        self.data_path.display(),
+                        "{what} at {} is already in use by another mount (lock held on {})",
+                        if what == "store" {
+                            self.data_path.display()
+                        } else {
+                            p.display()
+                        },
                         p.display()
                     )))
                 }
@@ -1261,7 +1279,7 @@ impl<B: Backend> JournaledStore<B> {
         }
         let r = self.mount_locked();
         if r.is_err() {
-            *lock(&self.lock_file) = None;
+            lock(&self.lock_file).clear();
         }
         let (running, report) = r?;
         *g = Mode::Mounted(Box::new(running));
@@ -1468,7 +1486,7 @@ impl<B: Backend> JournaledStore<B> {
             Err(_) => tracing::warn!("journal still referenced at umount"),
         }
         let backend_result = shared.backend.umount();
-        *lock(&self.lock_file) = None;
+        lock(&self.lock_file).clear();
         // Disconnecting the channels ends the workers and the finisher (after it ran what
         // was already queued).
         lock(&shared.work_tx).take();
@@ -1654,21 +1672,31 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
                     sb.store_type
                 )))
             }
+            // NotFound: nothing here was ever mounted (a directory that was reads as
+            // damaged, see `used_store_traces`), at most an interrupted mkfs.
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        // Without a superblock nothing here was ever committed: a checkpoint file left
-        // by an earlier store (or an interrupted mkfs) would make the new one look
-        // ahead of its backend.
-        let ckpt = self.data_path.join(CHECKPOINT_FILE);
-        if self.vfs.exists(&ckpt).unwrap_or(false) {
-            self.vfs.remove(&ckpt).map_err(|e| {
-                Error::from(e).context(format!("removing stale {}", ckpt.display()))
-            })?;
+        let jp = self.journal_path();
+        let traces = crate::superblock::used_store_traces(&*self.vfs, &self.data_path, &jp);
+        let external = self.opts.journal_path.is_some();
+        if !traces.is_empty()
+            || (external && self.vfs.exists(&jp.join("journal.info")).unwrap_or(false))
+        {
+            // Another store's journal (a wrong --journal-path), or this store's after
+            // its superblock was lost: formatting would discard committed entries.
+            return Err(Error::exists(format!(
+                "{} already holds a journal{}: remove it first if it belongs to no store",
+                jp.display(),
+                if traces.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of a store that was mounted ({})", traces.join(", "))
+                }
+            )));
         }
         backend.mkfs()?;
         failpoint::hit("mkfs.after_backend")?;
-        let jp = self.journal_path();
         if self.vfs.exists(&jp.join("journal.info")).unwrap_or(false) {
             // A journal left by an interrupted mkfs holds nothing committed: start over.
             for name in self.vfs.list_dir(&jp).unwrap_or_default() {

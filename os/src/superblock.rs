@@ -26,6 +26,32 @@ const MAGIC: [u8; 4] = *b"OSSB";
 const VERSION: u8 = 1;
 pub const FILE_NAME: &str = "superblock";
 
+/// What shows that a directory holds a store that was mounted: a checkpoint file or
+/// journal volumes in `journal`. mkfs writes neither (the first mount does), so a
+/// directory without a superblock but with these lost its superblock after holding
+/// committed data, while an interrupted mkfs leaves none of them. Mount calls the
+/// first damaged (not unformatted) and mkfs refuses it: a lost superblock must never
+/// lead an operator to format over a store.
+pub fn used_store_traces(vfs: &dyn Vfs, dir: &Path, journal: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if vfs
+        .exists(&dir.join(crate::journaling::CHECKPOINT_FILE))
+        .unwrap_or(false)
+    {
+        out.push("a checkpoint file".to_string());
+    }
+    if let Ok(v) = ostore_journal::list_volumes(vfs, journal) {
+        if !v.is_empty() {
+            out.push(format!(
+                "{} journal volumes in {}",
+                v.len(),
+                journal.display()
+            ));
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
     pub store_type: String,
@@ -113,10 +139,20 @@ impl Superblock {
         let p = Superblock::path(dir);
         let buf = read_file(vfs, &p).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found(format!(
-                    "{} has no superblock: not a formatted store (run mkfs)",
-                    dir.display()
-                ))
+                let traces = used_store_traces(vfs, dir, &dir.join("journal"));
+                if traces.is_empty() {
+                    Error::not_found(format!(
+                        "{} has no superblock: not a formatted store (run mkfs)",
+                        dir.display()
+                    ))
+                } else {
+                    Error::corrupt(format!(
+                        "{} has lost its superblock but holds a store that was mounted ({}): \
+                         restore the superblock; mkfs would discard the store",
+                        dir.display(),
+                        traces.join(", ")
+                    ))
+                }
             } else {
                 Error::from(e).context(format!("reading {}", p.display()))
             }

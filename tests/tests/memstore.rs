@@ -115,3 +115,30 @@ fn checkpoints_recycle_journal_volumes_instead_of_zero_filling_new_ones() {
          (budget {ring})"
     );
 }
+
+/// Two stores given the same journal directory (a wrong `--journal-path`) would write
+/// each other's entries and replay them into the wrong store: the second mount is
+/// refused while the first holds the journal. Found by probing os-tool.
+#[test]
+fn a_journal_directory_serves_one_mount_at_a_time() {
+    use ostore_os::ObjectStore;
+    let t = tempfile::tempdir().unwrap();
+    let opts = JournalingOptions {
+        journal_path: Some(t.path().join("shared-journal")),
+        ..JournalingOptions::small()
+    };
+    let a = ostore_memstore::MemStore::with_options(t.path().join("a"), opts.clone());
+    a.mkfs().unwrap();
+    a.mount().unwrap();
+    let b = ostore_memstore::MemStore::with_options(t.path().join("b"), opts.clone());
+    let e = b.mkfs().unwrap_err();
+    assert_eq!(e.kind(), ostore_os::ErrorKind::Exists, "{e}");
+    // b formatted with its own journal, then mounted on a's: refused while a is up.
+    let own =
+        ostore_memstore::MemStore::with_options(t.path().join("b"), JournalingOptions::small());
+    own.mkfs().unwrap();
+    let e = b.mount().unwrap_err();
+    assert_eq!(e.kind(), ostore_os::ErrorKind::Exists, "{e}");
+    assert!(e.to_string().contains("already in use"), "{e}");
+    a.umount().unwrap();
+}

@@ -118,9 +118,9 @@ pub struct BenchArgs {
     /// The workload (see `os-bench --help`; `all` runs every one).
     #[arg(long, default_value = "small-overwrite")]
     pub workload: String,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 16)]
-    pub clients: usize,
+    /// Concurrent clients (1 to 1024).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub clients: u16,
     /// Seconds of measurement.
     #[arg(long, default_value_t = 5)]
     pub duration: u64,

@@ -970,6 +970,12 @@ fn export(cfg: &StoreConfig, a: &ExportArgs, fmt: Format, out: &mut dyn Write) -
         .map(|c| parse_collection(c).map_err(|e| e.context("--collection")))
         .collect::<Result<Vec<_>>>()?;
     let to_stdout = a.file == "-";
+    if !to_stdout && std::path::Path::new(&a.file).is_dir() {
+        return Err(Error::invalid(format!(
+            "--file {} is a directory; give the path of the export file",
+            a.file
+        )));
+    }
     // Written beside the target and renamed into place, so a failed export never
     // leaves a file that looks complete.
     let tmp = format!("{}.partial", a.file);
@@ -1006,8 +1012,10 @@ fn export(cfg: &StoreConfig, a: &ExportArgs, fmt: Format, out: &mut dyn Write) -
         }
     };
     if !to_stdout {
-        std::fs::rename(&tmp, &a.file)
-            .map_err(|e| Error::from(e).context(format!("renaming {tmp} to {}", a.file)))?;
+        std::fs::rename(&tmp, &a.file).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::from(e).context(format!("renaming {tmp} to {}", a.file))
+        })?;
         // The report goes to stdout only when the export itself does not.
         output::document(out, fmt, &json!({"file": a.file, "exported": counts}))?;
     }
@@ -1064,7 +1072,7 @@ fn bench(
             .store_type
             .clone()
             .unwrap_or_else(|| crate::open::DEFAULT_STORE_TYPE.to_string()),
-        clients: a.clients.max(1),
+        clients: usize::from(a.clients),
         duration: std::time::Duration::from_secs(a.duration.max(1)),
         ..crate::bench::BenchOpts::default()
     };

@@ -83,6 +83,16 @@ pub fn dump(dir: &Path, only: Option<u64>, ops: bool) -> Result<(Value, Option<o
     let vfs = RealFs::new();
     let info = read_info(&vfs, dir).map_err(journal_error)?;
     let vols = ostore_journal::scan::list_volumes(&vfs, dir).map_err(journal_error)?;
+    if let Some(o) = only.filter(|o| !vols.contains(o)) {
+        return Err(ostore_os::Error::not_found(format!(
+            "journal {} has no volume {o} (it has {})",
+            dir.display(),
+            match (vols.first(), vols.last()) {
+                (Some(a), Some(b)) => format!("volumes {a} to {b}"),
+                _ => "no volumes".to_string(),
+            }
+        )));
+    }
     let mut volumes = Vec::new();
     for &v in vols.iter().filter(|v| only.is_none_or(|o| o == **v)) {
         let d = dump_volume(

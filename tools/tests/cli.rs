@@ -768,3 +768,94 @@ fn st_hash(d: &Path) -> u64 {
         .as_u64()
         .unwrap()
 }
+
+/// Found by probing os-tool as a careless operator would (2026-12-06): each of these once
+/// discarded committed data or wrote a backup that could not be restored.
+#[test]
+fn a_lost_superblock_is_damage_and_mkfs_refuses_to_format_over_it() {
+    for ty in ["memstore", "kvstore", "filestore"] {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join(ty);
+        ok(&d, &["--type", ty, "mkfs"]);
+        apply(&d, WORKLOAD);
+        let before = state(&d);
+        std::fs::remove_file(d.join("superblock")).unwrap();
+        for args in [&["list"][..], &["--type", ty, "fsck"][..]] {
+            fails(&d, args, None, "EUCLEAN", "lost its superblock");
+        }
+        fails(
+            &d,
+            &["--type", ty, "mkfs"],
+            None,
+            "EUCLEAN",
+            "mkfs would discard the store",
+        );
+        // Nothing was discarded: with the superblock back, every object reads as before.
+        let other = t.path().join("other");
+        ok(&other, &["--type", ty, "mkfs"]);
+        let mut sb = std::fs::read(other.join("superblock")).unwrap();
+        std::fs::write(d.join("superblock"), std::mem::take(&mut sb)).unwrap();
+        assert_eq!(state(&d), before, "{ty}: the store survived mkfs's refusal");
+    }
+}
+
+#[test]
+fn a_journal_path_of_another_store_is_refused() {
+    let (t, victim) = loaded();
+    let before = state(&victim);
+    let jp = victim.join("journal");
+    let other = t.path().join("other");
+    fails(
+        &other,
+        &["--journal-path", jp.to_str().unwrap(), "mkfs"],
+        None,
+        "EEXIST",
+        "already holds a journal",
+    );
+    assert_eq!(state(&victim), before, "the victim's journal is intact");
+}
+
+#[test]
+fn export_names_a_collection_once_and_never_leaves_a_partial_file() {
+    let (t, d) = loaded();
+    let f = t.path().join("twice.exp");
+    let fs = f.to_str().unwrap();
+    let r = ok(
+        &d,
+        &[
+            "export",
+            "--collection",
+            "1.0_head",
+            "--collection",
+            "1.0_head",
+            "--file",
+            fs,
+        ],
+    );
+    assert_eq!(r.json()["exported"]["collections"], 1);
+    let n = t.path().join("new");
+    ok(&n, &["mkfs"]);
+    ok(&n, &["import", "--file", fs]);
+    let dir = t.path().join("adir");
+    std::fs::create_dir(&dir).unwrap();
+    fails(
+        &d,
+        &["export", "--file", dir.to_str().unwrap()],
+        None,
+        "EINVAL",
+        "is a directory",
+    );
+    assert!(!t.path().join("adir.partial").exists());
+}
+
+#[test]
+fn journal_dump_of_a_volume_that_is_not_there_is_enoent() {
+    let (_t, d) = loaded();
+    fails(
+        &d,
+        &["journal", "dump", "--volume", "999"],
+        None,
+        "ENOENT",
+        "has no volume 999",
+    );
+}

@@ -21,9 +21,10 @@ struct Args {
     /// Workloads, comma-separated, or `all`.
     #[arg(long, default_value = "small-overwrite", value_delimiter = ',')]
     workload: Vec<String>,
-    /// Concurrent clients, comma-separated (each value is a separate run).
-    #[arg(long, default_value = "16", value_delimiter = ',')]
-    clients: Vec<usize>,
+    /// Concurrent clients, comma-separated (each value is a separate run; 1 to 1024).
+    #[arg(long, default_value = "16", value_delimiter = ',',
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    clients: Vec<u16>,
     /// Seconds per closed-loop run.
     #[arg(long, default_value_t = 5)]
     duration: u64,
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
                 let o = BenchOpts {
                     dir: a.dir.clone(),
                     backend: b.clone(),
-                    clients: c.max(1),
+                    clients: usize::from(c),
                     duration: Duration::from_secs(a.duration.max(1)),
                     seed: a.seed,
                     objects: a.objects,
