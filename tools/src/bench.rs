@@ -698,6 +698,18 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+impl RemoveOnDrop {
+    /// A fresh scratch directory `dir/<name>-<pid>` for a raw anchor, removed however
+    /// the anchor returns (a failed prefill once left 52 GiB behind).
+    fn scratch(dir: &Path, name: &str) -> Result<RemoveOnDrop> {
+        let d = dir.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d)
+            .map_err(|e| Error::from(e).context(format!("creating {}", d.display())))?;
+        Ok(RemoveOnDrop(d))
+    }
+}
+
 /// The raw anchor for durable writes: `clients` threads, each `pwrite` + `fdatasync` of
 /// `size` bytes at rotating aligned offsets, on its own pre-written file (`shared` =
 /// false) or all on one file.
@@ -709,12 +721,8 @@ pub fn raw_sync_writes(
     duration: Duration,
 ) -> Result<BenchResult> {
     use std::os::unix::fs::FileExt;
-    let d = dir.join(format!("raw-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d)
-        .map_err(|e| Error::from(e).context(format!("creating {}", d.display())))?;
-    // Removed however this returns (a failed prefill once left 52 GiB behind).
-    let _cleanup = RemoveOnDrop(d.clone());
+    let scratch = RemoveOnDrop::scratch(dir, "raw")?;
+    let d = scratch.0.clone();
     let nfiles = if shared { 1 } else { clients };
     // Up to 256 rotating slots per writer, within RAW_FOOTPRINT in all: 64 writers of
     // 4 MiB with 256 slots each once prefilled 64 GiB and filled the disk.
@@ -784,11 +792,8 @@ pub fn raw_seq_writes(
     duration: Duration,
 ) -> Result<BenchResult> {
     use std::os::unix::fs::FileExt;
-    let d = dir.join(format!("raw-seq-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d)
-        .map_err(|e| Error::from(e).context(format!("creating {}", d.display())))?;
-    let _cleanup = RemoveOnDrop(d.clone());
+    let scratch = RemoveOnDrop::scratch(dir, "raw-seq")?;
+    let d = scratch.0.clone();
     let slots = (RAW_FOOTPRINT / (size.max(1) as u64 * clients.max(1) as u64)).clamp(1, 256);
     let files = (0..clients)
         .map(|f| {
