@@ -1127,7 +1127,11 @@ impl<B: Backend> JournaledStore<B> {
             .write(true)
             .open(&p)
             .map_err(|e| Error::from(e).context(format!("opening {}", p.display())))?;
-        let mut held = vec![self.lock_one(f, &p, "store")?];
+        let mut held = vec![lock_one(
+            f,
+            &p,
+            &format!("store at {}", self.data_path.display()),
+        )?];
         // A journal outside the data directory is locked too (its directory, so no
         // file is added to it): two stores given the same --journal-path would write
         // each other's entries and replay them into the wrong store.
@@ -1135,41 +1139,10 @@ impl<B: Backend> JournaledStore<B> {
             let jp = self.journal_path();
             let d = std::fs::File::open(&jp)
                 .map_err(|e| Error::from(e).context(format!("opening {}", jp.display())))?;
-            held.push(self.lock_one(d, &jp, "journal")?);
+            held.push(lock_one(d, &jp, &format!("journal at {}", jp.display()))?);
         }
         *lock(&self.lock_file) = held;
         Ok(())
-    }
-
-    /// Takes the exclusive lock on `f` (at `p`), waiting a little for a forked child's
-    /// copy of the descriptor to go.
-    fn lock_one(&self, f: std::fs::File, p: &Path, what: &str) -> Result<std::fs::File> {
-        // A process that forks (to exec a helper) holds a copy of every descriptor until
-        // its exec, and with it our lock: a short wait tells that apart from a real
-        // second mount, which holds the lock for good.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match f.try_lock() {
-                Ok(()) => return Ok(f),
-                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::exists(format!(
-                        "{what} at {} is already in use by another mount (lock held on {})",
-                        if what == "store" {
-                            self.data_path.display()
-                        } else {
-                            p.display()
-                        },
-                        p.display()
-                    )))
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::from(e).context(format!("locking {}", p.display())))
-                }
-            }
-        }
     }
 
     pub fn data_path(&self) -> &Path {
@@ -1605,6 +1578,32 @@ fn scrub_loop<B: Backend>(sh: &Arc<Shared<B>>, stop: &Arc<Mutex<bool>>) {
     }
 }
 
+/// Takes the exclusive lock on `f` (at `p`), waiting a little for a forked child's
+/// copy of the descriptor to go.
+fn lock_one(f: std::fs::File, p: &Path, what: &str) -> Result<std::fs::File> {
+    // A process that forks (to exec a helper) holds a copy of every descriptor until
+    // its exec, and with it our lock: a short wait tells that apart from a real
+    // second mount, which holds the lock for good.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::exists(format!(
+                    "{what} is already in use by another mount (lock held on {})",
+                    p.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::from(e).context(format!("locking {}", p.display())))
+            }
+        }
+    }
+}
+
 fn checkpoint_loop<B: Backend>(sh: &Arc<Shared<B>>, j: &Arc<Journal>, stop: &Arc<Mutex<bool>>) {
     let mut last = Instant::now();
     loop {
@@ -1632,12 +1631,13 @@ fn checkpoint_loop<B: Backend>(sh: &Arc<Shared<B>>, j: &Arc<Journal>, stop: &Arc
             }
             *req = false;
         }
-        if !sh.sched.checkpoint_due() && sh.trim_behind(j) && sh.check().is_ok() {
+        let due = sh.sched.checkpoint_due();
+        if !due && sh.trim_behind(j) && sh.check().is_ok() {
             if let Err(e) = sh.retrim(j) {
                 tracing::error!(error = %e, "journal trim failed");
                 sh.fail(&e);
             }
-        } else if sh.sched.checkpoint_due() && sh.check().is_ok() {
+        } else if due && sh.check().is_ok() {
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.checkpoint(j)));
             match run {
                 Ok(Ok(_)) => {}
@@ -1678,21 +1678,14 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
             Err(e) => return Err(e),
         }
         let jp = self.journal_path();
-        let traces = crate::superblock::used_store_traces(&*self.vfs, &self.data_path, &jp);
-        let external = self.opts.journal_path.is_some();
-        if !traces.is_empty()
-            || (external && self.vfs.exists(&jp.join("journal.info")).unwrap_or(false))
+        // The superblock read above judged the data directory and its own journal; a
+        // journal elsewhere may be another store's (a wrong --journal-path).
+        if self.opts.journal_path.is_some()
+            && self.vfs.exists(&jp.join("journal.info")).unwrap_or(false)
         {
-            // Another store's journal (a wrong --journal-path), or this store's after
-            // its superblock was lost: formatting would discard committed entries.
             return Err(Error::exists(format!(
-                "{} already holds a journal{}: remove it first if it belongs to no store",
-                jp.display(),
-                if traces.is_empty() {
-                    String::new()
-                } else {
-                    format!(" of a store that was mounted ({})", traces.join(", "))
-                }
+                "{} already holds a journal: remove it first if it belongs to no store",
+                jp.display()
             )));
         }
         backend.mkfs()?;

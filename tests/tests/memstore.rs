@@ -79,7 +79,7 @@ fn conformance_catches_a_listing_that_hides_an_object() {
 /// volume written.
 #[test]
 fn checkpoints_recycle_journal_volumes_instead_of_zero_filling_new_ones() {
-    use ostore_os::{CollectionId, ObjectId, ObjectStore, Transaction};
+    use ostore_os::{ObjectId, ObjectStore, Transaction};
     let tmp = tempfile::tempdir().unwrap();
     let mut opts = JournalingOptions::small();
     // Made on demand, so every blank made is counted when the rotation needs it.
@@ -87,13 +87,7 @@ fn checkpoints_recycle_journal_volumes_instead_of_zero_filling_new_ones() {
     let vol = opts.geometry.volume_size;
     let ring = opts.max_journal_bytes / vol + opts.journal.blank_target as u64;
     let store = ostore_memstore::MemStore::with_options(tmp.path().join("s"), opts);
-    store.mkfs().unwrap();
-    store.mount().unwrap();
-    let c = CollectionId::pg(1, 0);
-    let ch = store.create_new_collection(&c).unwrap();
-    let mut t = Transaction::new();
-    t.create_collection(&c, 0);
-    store.apply_transaction(&ch, t).unwrap();
+    let (c, ch) = ostore_tests::harness::mkfs_mount_one_collection(&store);
     let chunk = 64 << 10;
     let total = 6 * ring * vol;
     let mut written = 0u64;

@@ -766,8 +766,6 @@ pub fn raw_sync_writes(
         f.sync_data().map_err(Error::from)?;
         Ok(size as u64)
     });
-    drop(files);
-    let _ = std::fs::remove_dir_all(&d);
     Ok(t?.result(
         if shared {
             "raw-shared-file"
@@ -818,8 +816,6 @@ pub fn raw_seq_writes(
         f.sync_data().map_err(Error::from)?;
         Ok(size as u64)
     });
-    drop(files);
-    let _ = std::fs::remove_dir_all(&d);
     Ok(t?.result("raw-seqwrite", "raw", clients))
 }
 

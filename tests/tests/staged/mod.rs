@@ -198,13 +198,7 @@ fn mounted_with(
     opts: FileStoreOptions,
 ) -> (ostore_filestore::FileStore, CollectionId) {
     let store = filestore(dir, jo.clone(), opts);
-    store.mkfs().unwrap();
-    store.mount().unwrap();
-    let c = CollectionId::pg(1, 0);
-    let ch = store.create_new_collection(&c).unwrap();
-    let mut t = Transaction::new();
-    t.create_collection(&c, 0);
-    store.apply_transaction(&ch, t).unwrap();
+    let (c, _) = ostore_tests::harness::mkfs_mount_one_collection(&store);
     (store, c)
 }
 
