@@ -453,6 +453,9 @@ impl ScanCallbacks for NoStop<'_> {
         }
         ControlFlow::Continue(())
     }
+    fn data_needed(&mut self, pos: Position, meta: &[u8]) -> bool {
+        self.inner.data_needed(pos, meta)
+    }
 }
 
 impl Journal {

@@ -71,7 +71,22 @@ pub trait ScanCallbacks {
         let _ = volume;
         ControlFlow::Continue(())
     }
+    /// Asked, while a batch is validated, of an entry whose data fails its checksum (its
+    /// headers and metadata are intact, so the batch's structure is sound): `true` (the
+    /// default) if the data matters, which makes the entry end the scan like any damage;
+    /// `false` if the caller will skip it anyway (a replay that a checkpoint already
+    /// covers), so that bit rot in data nobody will read again does not cost the journal
+    /// its tail. Tolerated entries are counted in [`ScanOutcome::damaged_skipped`] and
+    /// their metadata must then get `Skip` from [`ScanCallbacks::meta`].
+    fn data_needed(&mut self, pos: Position, meta: &[u8]) -> bool {
+        let _ = (pos, meta);
+        true
+    }
 }
+
+/// Metadata longer than this is not kept for [`ScanCallbacks::data_needed`]; such an entry's
+/// data is always needed.
+const NEED_META_LIMIT: usize = 4096;
 
 /// How the scanned range ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +117,9 @@ pub struct ScanOutcome {
     pub end: Position,
     /// Why the scan ended.
     pub tail: Tail,
+    /// Entries whose data failed its checksum where [`ScanCallbacks::data_needed`] said it
+    /// was not needed (their metadata was delivered, their data was not).
+    pub damaged_skipped: u64,
     pub(crate) resume: Resume,
 }
 
@@ -277,15 +295,52 @@ impl Parser {
 }
 
 /// Pass 1: checks every CRC and records entry boundaries.
-struct Verify {
+struct Verify<'c> {
     meta_crc: u32,
     data_crc: u32,
     hdr: EntryHeader,
     entries: Vec<(u64, EntryHeader)>,
     entries_crc: u32,
+    /// The current entry's metadata (up to [`NEED_META_LIMIT`]) and its position, to ask
+    /// whether damaged data is needed.
+    meta: Vec<u8>,
+    pos: Position,
+    /// Where the batch's payload starts, to name entry positions.
+    geo: Geometry,
+    payload_start: StreamPos,
+    cb: &'c mut dyn ScanCallbacks,
+    /// Entries of this batch whose damaged data the caller does not need.
+    tolerated: Vec<Position>,
 }
 
-impl EntrySink for Verify {
+impl<'c> Verify<'c> {
+    fn new(geo: Geometry, payload_start: StreamPos, cb: &'c mut dyn ScanCallbacks) -> Self {
+        Verify {
+            meta_crc: 0,
+            data_crc: 0,
+            hdr: EntryHeader::new(0, 0, 0, 0),
+            entries: Vec::new(),
+            entries_crc: 0,
+            meta: Vec::new(),
+            pos: Position::default(),
+            geo,
+            payload_start,
+            cb,
+            tolerated: Vec::new(),
+        }
+    }
+}
+
+/// Callbacks for a dump: every entry's data counts.
+struct AllNeeded;
+
+impl ScanCallbacks for AllNeeded {
+    fn meta(&mut self, _pos: Position, _meta: &[u8], _data_len: u64) -> MetaAction {
+        MetaAction::Skip
+    }
+}
+
+impl EntrySink for Verify<'_> {
     fn header(
         &mut self,
         h: &EntryHeader,
@@ -295,12 +350,17 @@ impl EntrySink for Verify {
         self.hdr = *h;
         self.meta_crc = 0;
         self.data_crc = 0;
+        self.meta.clear();
+        self.pos = self.geo.position(self.geo.advance(self.payload_start, off));
         self.entries.push((off, *h));
         self.entries_crc = crc32c::crc32c_append(self.entries_crc, raw);
         Ok(())
     }
     fn meta(&mut self, chunk: &[u8], last: bool) -> Result<(), SinkErr> {
         self.meta_crc = crc32c::crc32c_append(self.meta_crc, chunk);
+        if self.hdr.meta_len as usize <= NEED_META_LIMIT {
+            self.meta.extend_from_slice(chunk);
+        }
         if last && self.meta_crc != self.hdr.meta_crc {
             return Err(SinkErr::Bad("entry metadata checksum mismatch".into()));
         }
@@ -309,6 +369,13 @@ impl EntrySink for Verify {
     fn data(&mut self, chunk: &[u8], last: bool) -> Result<(), SinkErr> {
         self.data_crc = crc32c::crc32c_append(self.data_crc, chunk);
         if last && self.data_crc != self.hdr.data_crc {
+            // The entry headers are bound by the batch header's CRC and the metadata by
+            // its own, so only these data bytes are in doubt.
+            let known = self.hdr.meta_len as usize <= NEED_META_LIMIT;
+            if known && !self.cb.data_needed(self.pos, &self.meta) {
+                self.tolerated.push(self.pos);
+                return Ok(());
+            }
             return Err(SinkErr::Bad("entry data checksum mismatch".into()));
         }
         Ok(())
@@ -328,6 +395,10 @@ struct Deliver<'c> {
     delivered: u64,
     /// Entries whose header starts in volume `.0`, the newest volume seen.
     counts: (u64, u32),
+    /// Entries whose damaged data pass 1 tolerated; never delivered.
+    tolerated: &'c [Position],
+    /// A tolerated entry whose metadata the caller then asked data for.
+    refused: Option<Position>,
 }
 
 impl EntrySink for Deliver<'_> {
@@ -363,6 +434,10 @@ impl EntrySink for Deliver<'_> {
         if last {
             self.delivered += 1;
             match self.cb.meta(self.pos, &self.meta, self.data_len) {
+                MetaAction::ReadData if self.tolerated.contains(&self.pos) => {
+                    self.refused = Some(self.pos);
+                    return Err(SinkErr::Stop);
+                }
                 MetaAction::ReadData => self.reading = true,
                 MetaAction::Skip => self.reading = false,
                 MetaAction::Stop => return Err(SinkErr::Stop),
@@ -379,6 +454,8 @@ impl EntrySink for Deliver<'_> {
 }
 
 struct BatchRead {
+    /// Entries whose damaged data the caller said it does not need.
+    tolerated: Vec<Position>,
     hdr: BatchHeader,
     crc: u32,
     payload_start: StreamPos,
@@ -576,7 +653,12 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    fn read_batch(&mut self, at: StreamPos, expect: Option<(u64, u32)>) -> Result<BatchRead, Fail> {
+    fn read_batch(
+        &mut self,
+        at: StreamPos,
+        expect: Option<(u64, u32)>,
+        cb: &mut dyn ScanCallbacks,
+    ) -> Result<BatchRead, Fail> {
         let s = self.geo.s();
         let pl = self.geo.payload();
         let idx = 1 + at.soff / pl;
@@ -632,13 +714,7 @@ impl<'a> Scanner<'a> {
             kept.reserve(hdr.payload_len as usize);
         }
         let mut parser = Parser::new();
-        let mut verify = Verify {
-            meta_crc: 0,
-            data_crc: 0,
-            hdr: EntryHeader::new(0, 0, 0, 0),
-            entries: Vec::new(),
-            entries_crc: 0,
-        };
+        let mut verify = Verify::new(self.geo, payload_start, cb);
         let geo = self.geo;
         let parse_fail = |p: &Parser, reason: String| Fail::Bad {
             at: geo.position(geo.advance(payload_start, p.entry_start())),
@@ -682,6 +758,7 @@ impl<'a> Scanner<'a> {
             return Err(bad("entry headers do not match the batch header".into()));
         }
         Ok(BatchRead {
+            tolerated: verify.tolerated,
             hdr,
             crc,
             payload_start,
@@ -767,6 +844,7 @@ impl<'a> Scanner<'a> {
             batches: 0,
             end: Position::default(),
             tail: Tail::Clean,
+            damaged_skipped: 0,
             resume: Resume {
                 end: StreamPos { vol: from, soff: 0 },
                 next_seq: 1,
@@ -825,7 +903,7 @@ impl<'a> Scanner<'a> {
                         Fail::Bad { at, reason } => break 'scan self.decide(cur, at, reason)?,
                     }
                 }
-                let b = match self.read_batch(cur, expect) {
+                let b = match self.read_batch(cur, expect, &mut *cb) {
                     Ok(b) => b,
                     Err(Fail::Io(e)) => return Err(e),
                     Err(Fail::Bad { at, reason }) => break 'scan self.decide(cur, at, reason)?,
@@ -844,6 +922,8 @@ impl<'a> Scanner<'a> {
                     reading: false,
                     delivered: 0,
                     counts,
+                    tolerated: &b.tolerated,
+                    refused: None,
                 };
                 let mut parser = Parser::new();
                 let stopped = match &b.kept {
@@ -884,6 +964,16 @@ impl<'a> Scanner<'a> {
                         stop
                     }
                 };
+                if let Some(at) = deliver.refused {
+                    return Err(Error::Corrupt {
+                        volume: at.volume,
+                        offset: at.offset,
+                        reason: "entry data checksum mismatch (the scan was told the data was \
+                                 not needed, then asked for it)"
+                            .into(),
+                    });
+                }
+                out.damaged_skipped += b.tolerated.len() as u64;
                 announced = deliver.announced;
                 counts = deliver.counts;
                 out.entries += deliver.delivered;
@@ -1077,13 +1167,8 @@ pub fn dump_volume(
             h.payload_len.min(in_vol)
         };
         let mut parser = Parser::new();
-        let mut verify = Verify {
-            meta_crc: 0,
-            data_crc: 0,
-            hdr: EntryHeader::new(0, 0, 0, 0),
-            entries: Vec::new(),
-            entries_crc: 0,
-        };
+        let mut all_needed = AllNeeded;
+        let mut verify = Verify::new(geo, payload_start, &mut all_needed);
         let mut err = None;
         sc.entered = Some(volume);
         let r = sc.read_stream(payload_start, n, payload_start, &mut |c| match parser

@@ -137,3 +137,109 @@ fn interior_corruption_names_volume_and_offset() {
         .unwrap_err()
         .is_corruption());
 }
+
+/// Skips the first `covered` entries (as a replay after a checkpoint does) and says their
+/// data is not needed; collects the rest.
+struct After {
+    covered: usize,
+    seen: usize,
+    asked: Vec<ostore_journal::Position>,
+    greedy: bool,
+    rest: Collect,
+}
+
+impl ostore_journal::ScanCallbacks for After {
+    fn meta(
+        &mut self,
+        pos: ostore_journal::Position,
+        meta: &[u8],
+        len: u64,
+    ) -> ostore_journal::MetaAction {
+        self.seen += 1;
+        if self.seen <= self.covered && !self.greedy {
+            return ostore_journal::MetaAction::Skip;
+        }
+        self.rest.meta(pos, meta, len)
+    }
+    fn data(&mut self, chunk: &[u8], last: bool) -> std::ops::ControlFlow<()> {
+        self.rest.data(chunk, last)
+    }
+    fn data_needed(&mut self, pos: ostore_journal::Position, _meta: &[u8]) -> bool {
+        self.asked.push(pos);
+        false
+    }
+}
+
+#[test]
+fn damaged_data_the_caller_does_not_need_is_skipped_not_fatal() {
+    let (fs, want) = build(7, 12, true);
+    let path = ostore_journal::volume_path(Path::new(DIR), 1);
+    // The data of the first entry, as in the test above.
+    let off = 512 + 8 + 72 + 20 + 16 + 3;
+    fs.flip(&path, off, 0x80);
+    let mut cb = After {
+        covered: 1,
+        seen: 0,
+        asked: Vec::new(),
+        greedy: false,
+        rest: Collect::default(),
+    };
+    let o = scan(&fs, Path::new(DIR), 0, None, &mut cb).unwrap();
+    assert_eq!(o.tail, Tail::Clean);
+    assert_eq!(o.damaged_skipped, 1);
+    assert_eq!(
+        cb.asked,
+        vec![ostore_journal::Position {
+            volume: 1,
+            offset: 512 + 8 + 72
+        }],
+        "asked once, about the damaged entry only"
+    );
+    let got: Vec<_> = cb
+        .rest
+        .entries
+        .iter()
+        .map(|e| (e.1.clone(), e.2.clone()))
+        .collect();
+    assert_eq!(got, want[1..], "every other entry intact and in order");
+
+    // A caller that says "not needed" and then asks for the data anyway gets an error,
+    // never the damaged bytes.
+    let mut cb = After {
+        covered: 1,
+        seen: 0,
+        asked: Vec::new(),
+        greedy: true,
+        rest: Collect::default(),
+    };
+    match scan(&fs, Path::new(DIR), 0, None, &mut cb) {
+        Err(Error::Corrupt { volume: 1, .. }) => {}
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert!(cb.rest.entries.iter().all(|e| e.2.is_empty()));
+
+    // The journal opens with such a caller and appends after its end.
+    let dfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+    let mut cb = After {
+        covered: 1,
+        seen: 0,
+        asked: Vec::new(),
+        greedy: false,
+        rest: Collect::default(),
+    };
+    let (j, o) = Journal::open(dfs, Path::new(DIR), det_opts(1), &mut cb).unwrap();
+    assert_eq!(o.damaged_skipped, 1);
+    let (m, d) = entry(7, 99, 300);
+    j.append(&m, &d).unwrap().wait().unwrap();
+    j.close().unwrap();
+    let mut cb = After {
+        covered: 1,
+        seen: 0,
+        asked: Vec::new(),
+        greedy: false,
+        rest: Collect::default(),
+    };
+    scan(&fs, Path::new(DIR), 0, None, &mut cb).unwrap();
+    assert_eq!(cb.rest.entries.last().map(|e| e.2.clone()), Some(d));
+    assert_eq!(cb.rest.entries.len(), want.len());
+}
