@@ -200,13 +200,13 @@ pub fn object_from_json(v: &Value, cid: Option<&CollectionId>) -> Result<ObjectI
 pub fn object_from_arg(s: &str, cid: Option<&CollectionId>) -> Result<ObjectId> {
     let t = s.trim_start();
     if t.starts_with('{') || t.starts_with('"') {
-        let v: Value = serde_json::from_str(s)
-            .map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
+        let v: Value =
+            parse_strict(s).map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
         object_from_json(&v, cid)
     } else if t.starts_with('[') {
         // The `list` output form: ["1.0_head", {...}].
-        let v: Value = serde_json::from_str(s)
-            .map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
+        let v: Value =
+            parse_strict(s).map_err(|e| bad(format!("object id is not valid JSON: {e}")))?;
         match v.as_array().map(Vec::as_slice) {
             Some([c, o]) => {
                 let text = str_field(c, "collection")?;
@@ -834,11 +834,95 @@ pub fn transaction_from_json(v: &Value) -> Result<Transaction> {
     Ok(t)
 }
 
+/// Parses JSON text, refusing an object that names a key twice (serde_json keeps the
+/// last silently, so `{"offset": 0, "offset": 4096}` would write where the author did
+/// not look). The error says which key.
+pub fn parse_strict(s: &str) -> std::result::Result<Value, serde_json::Error> {
+    serde_json::from_str::<Strict>(s).map(|v| v.0)
+}
+
+/// A [`Value`] built by a visitor that refuses duplicate keys.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|v: Strict| v.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            // Ceph's own object JSON repeats `"max"` with the same value, and a pasted
+            // `list` line must parse: only a repeat that disagrees is ambiguous.
+            match out.get(&k) {
+                Some(old) if *old != v => {
+                    return Err(serde::de::Error::custom(format!(
+                        "the key {k:?} appears twice in one object, with different values"
+                    )));
+                }
+                _ => {
+                    out.insert(k, v);
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Parses a document holding one transaction or several: `{"ops": [...]}`, an array
 /// of ops, or an array of `{"ops": [...]}` objects (applied in order).
 pub fn transactions_from_str(s: &str) -> Result<Vec<Transaction>> {
     let v: Value =
-        serde_json::from_str(s).map_err(|e| bad(format!("transaction JSON is malformed: {e}")))?;
+        parse_strict(s).map_err(|e| bad(format!("transaction JSON is malformed: {e}")))?;
     match &v {
         Value::Array(a) if a.iter().any(|x| x.get("ops").is_some()) => a
             .iter()
@@ -1057,11 +1141,43 @@ mod tests {
                 r#"{"ops":[{"op":"zero","cid":"1.0_head","oid":"x","offset":-1,"length":1}]}"#,
                 "out of range",
             ),
+            (
+                r#"{"ops":[{"op":"write","cid":"1.0_head","oid":"x","offset":0,"offset":4096,"data":"a"}]}"#,
+                "the key \"offset\" appears twice",
+            ),
+            (
+                r#"{"ops":[{"op":"touch","cid":"1.0_head","oid":{"name":"a","name":"b"}}]}"#,
+                "the key \"name\" appears twice",
+            ),
+            (
+                r#"{"ops":[],"ops":[{"op":"touch","cid":"1.0_head","oid":"x"}]}"#,
+                "appears twice",
+            ),
         ] {
             let e = transactions_from_str(doc).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{doc}");
             assert!(e.to_string().contains(needle), "{doc}: {e}");
         }
+    }
+
+    #[test]
+    fn strict_parsing_reads_what_serde_json_reads() {
+        let doc = r#"{"a":[1,-2,18446744073709551615,-9223372036854775808,1.5e300,null,true,
+            "s\u00e9",{"b":{}},[]],"c":"","d":{"a":1}}"#;
+        let strict = parse_strict(doc).unwrap();
+        assert_eq!(strict, serde_json::from_str::<Value>(doc).unwrap());
+        // The same key in different objects is fine; only a repeat in one is refused.
+        let e = parse_strict(r#"{"a":1,"b":{"a":2},"a":3}"#).unwrap_err();
+        assert!(
+            e.to_string().contains(r#"the key "a" appears twice"#),
+            "{e}"
+        );
+        assert!(parse_strict("[[[[[[").is_err());
+        let deep = "[".repeat(100_000);
+        assert!(
+            parse_strict(&deep).is_err(),
+            "nesting is bounded, no stack overflow"
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn line_parts(arg: &str) -> Result<Option<(CollectionId, Value)>> {
     if !arg.trim_start().starts_with('[') {
         return Ok(None);
     }
-    let v: Value = serde_json::from_str(arg)
+    let v: Value = ostore_os::json::parse_strict(arg)
         .map_err(|e| Error::invalid(format!("object id is not valid JSON: {e}")))?;
     match v {
         Value::Array(mut a) if a.len() == 2 && a[0].is_string() => {
@@ -178,7 +178,7 @@ fn omap_key_args(a: &OmapArgs) -> Result<Option<BTreeSet<Vec<u8>>>> {
         .iter()
         .map(|k| {
             if k.trim_start().starts_with('{') {
-                let v: Value = serde_json::from_str(k)
+                let v: Value = ostore_os::json::parse_strict(k)
                     .map_err(|e| Error::invalid(format!("--key {k}: not valid JSON: {e}")))?;
                 bytes_from_json(&v, "--key")
             } else {
@@ -200,6 +200,7 @@ fn superblock_json(data_path: &Path) -> Result<Value> {
         "created": sb.created,
         "created_utc": output::utc_timestamp(sb.created),
         "options": sb.options,
+        "journal_id": sb.journal_id.map(|m| format!("{m:#010x}")),
     }))
 }
 
@@ -773,7 +774,7 @@ fn read_source(path: &str) -> Result<Vec<u8>> {
 /// A key or value given as text, or as a JSON bytes form (`{"hex": "..."}`).
 fn text_or_bytes(s: &str, what: &str) -> Result<Vec<u8>> {
     if s.trim_start().starts_with('{') {
-        let v: Value = serde_json::from_str(s)
+        let v: Value = ostore_os::json::parse_strict(s)
             .map_err(|e| Error::invalid(format!("{what} {s}: not valid JSON: {e}")))?;
         bytes_from_json(&v, what)
     } else {
