@@ -181,6 +181,67 @@ fn fiemap_of_a_sparse_object_shows_only_its_data() {
     assert_eq!(s.read(&c, &o, 0, 4096).unwrap(), vec![0; 4096]);
 }
 
+/// Deep fsck reads only an object's data segments: the holes of a 4 GiB sparse object
+/// are checked against their records (a hole must be zeros) without being read, so the
+/// count of extents verified is that of the data and the records, not of the size.
+/// Damage is still found in both: flipped data, and a hole punched under a record.
+#[test]
+fn deep_fsck_of_a_sparse_object_reads_its_data_not_its_holes() {
+    let f = fs_factory();
+    let s = setup(&f);
+    let c = CollectionId::pg(1, 0);
+    let o = ObjectId::new(1, "sparse");
+    let end = (4u64 << 30) - 1;
+    let mut t = Transaction::new();
+    t.write(&c, &o, 0, vec![3; 100]).write(&c, &o, end, vec![7]);
+    s.apply_ok(t);
+    let r = s.store().fsck(true).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    let n = r.checked["extents_verified"];
+    assert!(
+        (2..=4).contains(&n),
+        "verified {n} extents of a 2-extent object"
+    );
+    assert_eq!(r.checked["bytes_verified"], end + 1);
+
+    let path = ostore_filestore::locate_object(s.path(), &c, &o)
+        .unwrap()
+        .expect("object file");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&[8], end).unwrap();
+    }
+    let r = s.store().fsck(true).unwrap();
+    assert!(
+        r.errors.iter().any(|e| e.contains("checksum mismatch")),
+        "{r:?}"
+    );
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&[7], end).unwrap();
+    }
+    assert!(s.store().fsck(true).unwrap().is_clean());
+    // A hole punched behind the store where its record says data.
+    let st = std::process::Command::new("fallocate")
+        .args(["--punch-hole", "--offset", "0", "--length", "65536"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = s.store().fsck(true).unwrap();
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.contains("hole there, its record says data")),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn index_splits_and_fsck_is_clean_after_remount() {
     let f = fs_factory();

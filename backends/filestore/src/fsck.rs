@@ -19,6 +19,67 @@ use crate::{
     K_STARTED, XA_BITS, XA_GUARD, XA_ONUM,
 };
 
+/// Verifies every data checksum of an object `size` bytes long; returns the extents
+/// checked. Only the file's data segments (SEEK_DATA) are read: a hole reads as zeros,
+/// so an extent inside one needs no read, only a check that its record, if any, is the
+/// checksum of zeros. (Reading every byte took 38 s for a 4 GiB sparse object.)
+fn verify_data(m: &Mounted, f: &File, onum: &Onum, size: u64) -> ostore_os::Result<u64> {
+    let segments = crate::fsback::data_segments(f, 0, size).unwrap_or_else(|_| vec![(0, size)]);
+    // Extent ranges [a, b) holding data, merged.
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for (d, l) in segments {
+        let (a, b) = (d / CSUM_EXTENT, (d + l).div_ceil(CSUM_EXTENT));
+        match ranges.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => ranges.push((a, b)),
+        }
+    }
+    let mut checked = 0;
+    for &(a, b) in &ranges {
+        let mut e = a;
+        while e < b {
+            let n = (b - e).min(16);
+            let off = e * CSUM_EXTENT;
+            let len = (n * CSUM_EXTENT).min(size.saturating_sub(off));
+            if len > 0 {
+                m.read_verified(f, onum, off, len)?;
+            }
+            checked += n;
+            e += n;
+        }
+    }
+    let in_data = |e: u64| {
+        let i = ranges.partition_point(|r| r.1 <= e);
+        ranges.get(i).is_some_and(|r| r.0 <= e)
+    };
+    let (lo, hi) = crate::oprefix_range(K_CSUM, onum);
+    let mut it = m.kv.iter(KeyRange::new(lo, hi)).map_err(crate::kve)?;
+    it.seek_to_first().map_err(crate::kve)?;
+    while let Some((k, v)) = it.current() {
+        let ext = k
+            .len()
+            .checked_sub(4)
+            .and_then(|i| k.get(i..))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| ostore_os::Error::corrupt("data checksum key is malformed"))?;
+        let e = u64::from(ext);
+        if e * CSUM_EXTENT < size && !in_data(e) {
+            if v != crate::zero_extent_crc().to_le_bytes() {
+                return Err(ostore_os::Error::corrupt(format!(
+                    "data checksum mismatch in extent {e} (bytes {}..{}): the file has a \
+                     hole there, its record says data",
+                    e * CSUM_EXTENT,
+                    (e + 1) * CSUM_EXTENT
+                )));
+            }
+            checked += 1;
+        }
+        it.next().map_err(crate::kve)?;
+    }
+    Ok(checked)
+}
+
 pub(crate) fn run(m: &Mounted, deep: bool) -> ostore_os::Result<FsckReport> {
     let mut r = FsckReport::default();
     let mut onums: HashSet<Onum> = HashSet::new();
@@ -154,18 +215,12 @@ pub(crate) fn run(m: &Mounted, deep: bool) -> ostore_os::Result<FsckReport> {
                     }
                 }
                 if deep && it_ok {
-                    let mut off = 0u64;
-                    while off < size {
-                        let n = (size - off).min(16 * CSUM_EXTENT);
-                        match m.read_verified(&f, &onum, off, n) {
-                            Ok(_) => r.count("extents_verified", n.div_ceil(CSUM_EXTENT)),
-                            Err(err) if err.kind() == ErrorKind::Corrupt => {
-                                r.error(format!("{cid}: {oid}: {err}"));
-                                break;
-                            }
-                            Err(err) => return Err(err),
+                    match verify_data(m, &f, &onum, size) {
+                        Ok(n) => r.count("extents_verified", n),
+                        Err(err) if err.kind() == ErrorKind::Corrupt => {
+                            r.error(format!("{cid}: {oid}: {err}"))
                         }
-                        off += n;
+                        Err(err) => return Err(err),
                     }
                     r.count("bytes_verified", size);
                 }
