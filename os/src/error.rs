@@ -34,6 +34,11 @@ pub enum ErrorKind {
     NotMounted,
     /// EOPNOTSUPP: the backend does not implement this.
     Unsupported,
+    /// EROFS: the store's filesystem is mounted read-only (mounting the store writes:
+    /// the journal, replay, the lock).
+    ReadOnly,
+    /// EACCES: the process may not read or write a file of the store.
+    PermissionDenied,
 }
 
 impl ErrorKind {
@@ -53,6 +58,8 @@ impl ErrorKind {
             ErrorKind::Failed => "ESHUTDOWN",
             ErrorKind::NotMounted => "ENOTCONN",
             ErrorKind::Unsupported => "EOPNOTSUPP",
+            ErrorKind::ReadOnly => "EROFS",
+            ErrorKind::PermissionDenied => "EACCES",
         }
     }
 
@@ -72,6 +79,8 @@ impl ErrorKind {
             ErrorKind::Failed => 108,
             ErrorKind::NotMounted => 107,
             ErrorKind::Unsupported => 95,
+            ErrorKind::ReadOnly => 30,
+            ErrorKind::PermissionDenied => 13,
         }
     }
 
@@ -87,6 +96,8 @@ impl ErrorKind {
             27 => ErrorKind::FileTooBig,
             28 | 122 => ErrorKind::NoSpace,
             95 => ErrorKind::Unsupported,
+            30 => ErrorKind::ReadOnly,
+            1 | 13 => ErrorKind::PermissionDenied,
             _ => ErrorKind::Io,
         }
     }
@@ -195,6 +206,8 @@ mod tests {
             ErrorKind::FileTooBig,
             ErrorKind::NoSpace,
             ErrorKind::Unsupported,
+            ErrorKind::ReadOnly,
+            ErrorKind::PermissionDenied,
         ] {
             assert_eq!(ErrorKind::from_errno(k.errno()), k, "{k}");
         }

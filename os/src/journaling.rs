@@ -986,6 +986,12 @@ impl<B: Backend> ScanCallbacks for Replayer<'_, B> {
         MetaAction::ReadData
     }
 
+    /// An entry the checkpoint covers is skipped, so a flipped bit in its data (bit rot
+    /// in a volume not yet recycled) costs nothing; it is counted in the mount report.
+    fn data_needed(&mut self, _pos: Position, meta: &[u8]) -> bool {
+        decode_entry_meta(meta).map_or(true, |seq| seq > self.after)
+    }
+
     fn data(&mut self, chunk: &[u8], last: bool) -> ControlFlow<()> {
         self.data.extend_from_slice(chunk);
         if !last {
@@ -1080,6 +1086,10 @@ pub struct MountReport {
     pub rejected_on_replay: u64,
     pub torn_tail: Option<String>,
     pub next_seq: u64,
+    /// Journal entries a checkpoint already covered whose data failed its checksum:
+    /// skipped, as replay skips every covered entry (docs/RELIABILITY.md).
+    #[serde(default)]
+    pub damaged_checkpointed_entries: u64,
 }
 
 impl<B: Backend> JournaledStore<B> {
@@ -1246,7 +1256,21 @@ impl<B: Backend> JournaledStore<B> {
         if let Mode::Mounted(_) = &*g {
             return Err(Error::not_mounted("store is already mounted"));
         }
-        Superblock::read_expect(&*self.vfs, &self.data_path, B::STORE_TYPE)?;
+        let sb = Superblock::read_expect(&*self.vfs, &self.data_path, B::STORE_TYPE)?;
+        if let Some(id) = sb.journal_id {
+            let jp = self.journal_path();
+            // A missing or damaged info file is the journal's open to report.
+            if let Ok(info) = ostore_journal::read_info(&*self.vfs, &jp) {
+                if info.magic != id {
+                    return Err(Error::invalid(format!(
+                        "the journal in {} belongs to another store (journal id {:#010x}; \
+                         this store's is {id:#010x}): wrong --journal-path?",
+                        jp.display(),
+                        info.magic
+                    )));
+                }
+            }
+        }
         if self.lock_dir {
             self.take_lock()?;
         }
@@ -1315,7 +1339,15 @@ impl<B: Backend> JournaledStore<B> {
             rejected_on_replay: rp.rejected,
             torn_tail,
             next_seq: rp.next,
+            damaged_checkpointed_entries: outcome.damaged_skipped,
         };
+        if outcome.damaged_skipped > 0 {
+            tracing::warn!(
+                entries = outcome.damaged_skipped,
+                "journal entries below the checkpoint fail their data checksum; they were \
+                 already applied and are skipped"
+            );
+        }
         let volumes = std::mem::take(&mut rp.volumes);
         let last = rp.next - 1;
         drop(rp);
@@ -1704,9 +1736,12 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
                 .map_err(|e| Error::from(e).context(format!("syncing {}", jp.display())))?;
         }
         Journal::create(&*self.vfs, &jp, self.opts.geometry).map_err(journal_error)?;
+        let info = ostore_journal::read_info(&*self.vfs, &jp).map_err(journal_error)?;
         failpoint::hit("mkfs.before_superblock")?;
         // The superblock last: until it exists the directory reads as unformatted.
-        Superblock::new(B::STORE_TYPE)?.write(&*self.vfs, &self.data_path)
+        let mut sb = Superblock::new(B::STORE_TYPE)?;
+        sb.journal_id = Some(info.magic);
+        sb.write(&*self.vfs, &self.data_path)
     }
 
     fn mount(&self) -> Result<()> {

@@ -8,7 +8,10 @@
 //! [16] fsid                random at mkfs
 //! u64  created             seconds since the Unix epoch
 //! u32  nopts, then nopts (str key, str value)   backend options, e.g. strip size
+//! u32  journal id          version 2 only: the magic of the journal mkfs made
 //! ```
+//! Version 2 (compat 1) adds the journal id, so a store never mounts another store's
+//! journal (a wrong `--journal-path`); a version-1 superblock (no id) is still read.
 //! (`str` = u32 length + UTF-8 bytes.)
 
 use std::collections::BTreeMap;
@@ -23,7 +26,7 @@ use crate::codec::{frame, unframe, Decoder, Encoder};
 use crate::error::{Error, ErrorKind, Result};
 
 const MAGIC: [u8; 4] = *b"OSSB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 pub const FILE_NAME: &str = "superblock";
 
 /// What shows that a directory holds a store that was mounted: a checkpoint file or
@@ -58,6 +61,9 @@ pub struct Superblock {
     pub fsid: [u8; 16],
     pub created: u64,
     pub options: BTreeMap<String, String>,
+    /// The sector magic of the journal made with the store (`None`: formatted before
+    /// superblocks recorded it).
+    pub journal_id: Option<u32>,
 }
 
 impl Superblock {
@@ -74,6 +80,7 @@ impl Superblock {
             fsid,
             created,
             options: BTreeMap::new(),
+            journal_id: None,
         })
     }
 
@@ -99,7 +106,13 @@ impl Superblock {
             e.str(k);
             e.str(v);
         }
-        frame(MAGIC, VERSION, VERSION, &e.into_inner())
+        match self.journal_id {
+            Some(id) => {
+                e.u32(id);
+                frame(MAGIC, VERSION, 1, &e.into_inner())
+            }
+            None => frame(MAGIC, 1, 1, &e.into_inner()),
+        }
     }
 
     pub fn decode(buf: &[u8]) -> Result<Superblock> {
@@ -116,11 +129,17 @@ impl Superblock {
             let v = d.string("option value")?;
             options.insert(k, v);
         }
+        let journal_id = if f.struct_v >= 2 {
+            Some(d.u32("journal id")?)
+        } else {
+            None
+        };
         Ok(Superblock {
             store_type,
             fsid,
             created,
             options,
+            journal_id,
         })
     }
 
@@ -236,5 +255,25 @@ mod tests {
             assert!(Superblock::decode(&g).is_err(), "flip at {i}");
         }
         assert_eq!(sb.fsid_string().len(), 36);
+    }
+
+    #[test]
+    fn version_2_carries_the_journal_id_and_version_1_still_reads() {
+        let mut sb = Superblock::new("kvstore").unwrap();
+        let v1 = sb.encode();
+        assert_eq!(v1[4], 1, "no journal id: written as version 1");
+        sb.journal_id = Some(0xdead_beef);
+        let v2 = sb.encode();
+        assert_eq!((v2[4], v2[5]), (2, 1), "version 2, compat 1");
+        assert_eq!(v2.len(), v1.len() + 4);
+        assert_eq!(Superblock::decode(&v2).unwrap(), sb);
+        let old = Superblock::decode(&v1).unwrap();
+        assert_eq!(old.journal_id, None);
+        assert_eq!(old.fsid, sb.fsid);
+        for i in 0..v2.len() {
+            let mut g = v2.clone();
+            g[i] ^= 0x01;
+            assert!(Superblock::decode(&g).is_err(), "flip at {i}");
+        }
     }
 }

@@ -190,7 +190,17 @@ impl fmt::Debug for Mounted {
 
 impl Mounted {
     pub fn mount(store: Arc<dyn ObjectStore>) -> Result<Mounted> {
-        store.mount()?;
+        store.mount().map_err(|e| {
+            if e.kind() == ostore_os::ErrorKind::ReadOnly {
+                e.context(
+                    "the store is on a read-only filesystem, and mounting it writes (its \
+                     lock, the journal's replay and tail); to read it, copy the store \
+                     (and its journal) to a writable filesystem",
+                )
+            } else {
+                e
+            }
+        })?;
         Ok(Mounted {
             store,
             mounted: true,

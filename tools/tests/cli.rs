@@ -779,6 +779,7 @@ fn a_lost_superblock_is_damage_and_mkfs_refuses_to_format_over_it() {
         ok(&d, &["--type", ty, "mkfs"]);
         apply(&d, WORKLOAD);
         let before = state(&d);
+        let backup = std::fs::read(d.join("superblock")).unwrap();
         std::fs::remove_file(d.join("superblock")).unwrap();
         for args in [&["list"][..], &["--type", ty, "fsck"][..]] {
             fails(&d, args, None, "EUCLEAN", "lost its superblock");
@@ -790,10 +791,13 @@ fn a_lost_superblock_is_damage_and_mkfs_refuses_to_format_over_it() {
             "EUCLEAN",
             "mkfs would discard the store",
         );
-        // Nothing was discarded: with the superblock back, every object reads as before.
+        // Another store's superblock does not fit: its journal id is not this journal's.
         let other = t.path().join("other");
         ok(&other, &["--type", ty, "mkfs"]);
         std::fs::copy(other.join("superblock"), d.join("superblock")).unwrap();
+        fails(&d, &["list"], None, "EINVAL", "belongs to another store");
+        // Nothing was discarded: with the superblock back, every object reads as before.
+        std::fs::write(d.join("superblock"), &backup).unwrap();
         assert_eq!(state(&d), before, "{ty}: the store survived mkfs's refusal");
     }
 }
@@ -812,6 +816,25 @@ fn a_journal_path_of_another_store_is_refused() {
         "already holds a journal",
     );
     assert_eq!(state(&victim), before, "the victim's journal is intact");
+    // A store with its own journal, mounted on another store's journal: refused by the
+    // journal id its superblock records, before anything is replayed or written.
+    ok(&other, &["mkfs"]);
+    let before_other = state(&other);
+    let files_before = files(&victim);
+    for cmd in [&["list"][..], &["fsck"]] {
+        let mut args = vec!["--journal-path", jp.to_str().unwrap()];
+        args.extend_from_slice(cmd);
+        fails(&other, &args, None, "EINVAL", "belongs to another store");
+    }
+    assert_eq!(
+        files(&victim),
+        files_before,
+        "the victim's files are untouched"
+    );
+    assert_eq!(state(&victim), before);
+    assert_eq!(state(&other), before_other);
+    let id = ok(&other, &["info"]).json()["journal_id"].clone();
+    assert!(id.as_str().is_some_and(|s| s.starts_with("0x")), "{id}");
 }
 
 #[test]
@@ -857,4 +880,73 @@ fn journal_dump_of_a_volume_that_is_not_there_is_enoent() {
         "ENOENT",
         "has no volume 999",
     );
+}
+
+/// A bind mount of `from` at `at`, read-only; unmounted on drop.
+struct ReadOnlyView(std::path::PathBuf);
+
+impl ReadOnlyView {
+    fn new(from: &Path, at: &Path) -> Option<ReadOnlyView> {
+        std::fs::create_dir_all(at).unwrap();
+        let sh = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !sh(&["--bind", from.to_str().unwrap(), at.to_str().unwrap()]) {
+            return None;
+        }
+        let v = ReadOnlyView(at.to_path_buf());
+        assert!(
+            sh(&["-o", "remount,ro,bind", at.to_str().unwrap()]),
+            "remount read-only"
+        );
+        Some(v)
+    }
+}
+
+impl Drop for ReadOnlyView {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A store on a read-only filesystem: every command that mounts it says EROFS and why
+/// (not EIO), and changes nothing; `info` (no mount) still reads it.
+#[test]
+fn a_store_on_a_read_only_filesystem_is_erofs() {
+    for ty in ["memstore", "kvstore", "filestore"] {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("rw").join("store");
+        ok(&d, &["--type", ty, "mkfs"]);
+        apply(
+            &d,
+            r#"[{"op":"mkcoll","cid":"1.0_head"},
+                {"op":"write","cid":"1.0_head","oid":"a","offset":0,"data":"hello"}]"#,
+        );
+        let Some(_view) = ReadOnlyView::new(&t.path().join("rw"), &t.path().join("ro")) else {
+            eprintln!("SKIPPED a_store_on_a_read_only_filesystem_is_erofs: bind mounts need root");
+            return;
+        };
+        let ro = t.path().join("ro").join("store");
+        let before = files(&ro);
+        for args in [
+            &["list"][..],
+            &["fsck"],
+            &["--op", "get-bytes", "--pgid", "1.0", "a"],
+        ] {
+            let mut a = vec!["--data-path", ro.to_str().unwrap()];
+            a.extend_from_slice(args);
+            let r = run(&a, None);
+            assert_fails(
+                &r,
+                "EROFS",
+                "read-only filesystem",
+                &format!("{ty} {args:?}"),
+            );
+        }
+        assert_eq!(files(&ro), before, "{ty}: nothing changed");
+        assert_eq!(ok(&ro, &["info"]).json()["store_type"], ty);
+    }
 }

@@ -84,6 +84,8 @@ pub fn errno(name: &str) -> i32 {
         "EIO" => 5,
         "ENOENT" => 2,
         "E2BIG" => 7,
+        "EACCES" => 13,
+        "EROFS" => 30,
         "EEXIST" => 17,
         "EINVAL" => 22,
         "EFBIG" => 27,
