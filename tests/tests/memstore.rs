@@ -131,6 +131,15 @@ fn a_journal_directory_serves_one_mount_at_a_time() {
     let own =
         ostore_memstore::MemStore::with_options(t.path().join("b"), JournalingOptions::small());
     own.mkfs().unwrap();
+    // Its superblock names its own journal: refused for that, whoever holds a's.
+    let e = b.mount().unwrap_err();
+    assert_eq!(e.kind(), ostore_os::ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("belongs to another store"), "{e}");
+    // A superblock from before journal ids (version 1) cannot tell: the lock refuses.
+    let dir = t.path().join("b");
+    let mut sb = ostore_os::superblock::Superblock::read(&dir).unwrap();
+    sb.journal_id = None;
+    sb.write(&ostore_journal::RealFs::new(), &dir).unwrap();
     let e = b.mount().unwrap_err();
     assert_eq!(e.kind(), ostore_os::ErrorKind::Exists, "{e}");
     assert!(e.to_string().contains("already in use"), "{e}");
