@@ -32,9 +32,7 @@ fn memdb_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
                 strip_size: 512,
             },
         );
-        let mut opts = JournalingOptions::small();
-        // Blanks made on demand keep the simulated disk's log deterministic.
-        opts.journal.background_blanks = false;
+        let opts = ostore_tests::crash::sim_journaling_options();
         Arc::new(ostore_kvstore::KeyValueStore::with_vfs(dir, opts, vfs)) as Arc<dyn ObjectStore>
     })
 }

@@ -15,9 +15,7 @@ fn memstore() -> impl ostore_tests::StoreFactory {
 
 fn memstore_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
     ostore_tests::crash::sim_factory("memstore", |vfs, dir| {
-        let mut opts = JournalingOptions::small();
-        // Blanks made on demand keep the simulated disk's log deterministic.
-        opts.journal.background_blanks = false;
+        let opts = ostore_tests::crash::sim_journaling_options();
         Arc::new(ostore_memstore::MemStore::with_vfs(dir, opts, vfs))
             as Arc<dyn ostore_os::ObjectStore>
     })

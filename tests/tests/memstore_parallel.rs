@@ -23,6 +23,7 @@ fn memstore_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
     ostore_tests::crash::sim_factory("memstore-parallel", |vfs, dir| {
         let mut o = opts();
         o.journal.background_blanks = false;
+        o.geometry = ostore_tests::crash::sim_journaling_options().geometry;
         Arc::new(ostore_memstore::MemStore::with_vfs(dir, o, vfs))
             as Arc<dyn ostore_os::ObjectStore>
     })
@@ -35,4 +36,6 @@ ostore_tests::model_tests!(memstore());
 // recorded. Fixed; regression test in tests/tests/checkpoint_race.rs; 1,000 iterations
 // clean afterwards (2026-12-06).
 ostore_tests::kill_tests!(memstore());
-ostore_tests::sim_crash_tests!(memstore_on_sim());
+// Every one- and two-op workload and 2,000 three-op ones: MemStore in write-ahead mode
+// (tests/tests/memstore.rs) runs all 24,389 three-op workloads.
+ostore_tests::sim_crash_tests!(memstore_on_sim(), triples = 2_000);
