@@ -108,13 +108,19 @@ fn every_flip_is_detected_or_harmless() {
     assert!(total.1 > total.0 / 4, "{total:?}");
 }
 
-#[test]
-fn interior_corruption_names_volume_and_offset() {
-    let (fs, _) = build(7, 12, true);
+/// A closed journal with one bit flipped in the data of its first entry.
+fn first_entry_data_flipped() -> (SimFs, Entries) {
+    let (fs, want) = build(7, 12, true);
     let path = ostore_journal::volume_path(Path::new(DIR), 1);
-    // Data of the first entry: sector 1 holds the batch header (72 bytes) and the entry header.
+    // Sector 1 holds the batch header (72 bytes), the entry header (20) and its metadata.
     let off = 512 + 8 + 72 + 20 + 16 + 3;
     fs.flip(&path, off, 0x80);
+    (fs, want)
+}
+
+#[test]
+fn interior_corruption_names_volume_and_offset() {
+    let (fs, _) = first_entry_data_flipped();
     let mut c = Collect::default();
     match scan(&fs, Path::new(DIR), 0, None, &mut c) {
         Err(Error::Corrupt {
@@ -149,6 +155,18 @@ struct After {
     rest: Collect,
 }
 
+impl After {
+    fn new(greedy: bool) -> After {
+        After {
+            covered: 1,
+            seen: 0,
+            asked: Vec::new(),
+            greedy,
+            rest: Collect::default(),
+        }
+    }
+}
+
 impl ostore_journal::ScanCallbacks for After {
     fn meta(
         &mut self,
@@ -173,18 +191,8 @@ impl ostore_journal::ScanCallbacks for After {
 
 #[test]
 fn damaged_data_the_caller_does_not_need_is_skipped_not_fatal() {
-    let (fs, want) = build(7, 12, true);
-    let path = ostore_journal::volume_path(Path::new(DIR), 1);
-    // The data of the first entry, as in the test above.
-    let off = 512 + 8 + 72 + 20 + 16 + 3;
-    fs.flip(&path, off, 0x80);
-    let mut cb = After {
-        covered: 1,
-        seen: 0,
-        asked: Vec::new(),
-        greedy: false,
-        rest: Collect::default(),
-    };
+    let (fs, want) = first_entry_data_flipped();
+    let mut cb = After::new(false);
     let o = scan(&fs, Path::new(DIR), 0, None, &mut cb).unwrap();
     assert_eq!(o.tail, Tail::Clean);
     assert_eq!(o.damaged_skipped, 1);
@@ -206,13 +214,7 @@ fn damaged_data_the_caller_does_not_need_is_skipped_not_fatal() {
 
     // A caller that says "not needed" and then asks for the data anyway gets an error,
     // never the damaged bytes.
-    let mut cb = After {
-        covered: 1,
-        seen: 0,
-        asked: Vec::new(),
-        greedy: true,
-        rest: Collect::default(),
-    };
+    let mut cb = After::new(true);
     match scan(&fs, Path::new(DIR), 0, None, &mut cb) {
         Err(Error::Corrupt { volume: 1, .. }) => {}
         other => panic!("expected corruption, got {other:?}"),
@@ -221,25 +223,13 @@ fn damaged_data_the_caller_does_not_need_is_skipped_not_fatal() {
 
     // The journal opens with such a caller and appends after its end.
     let dfs: Arc<dyn Vfs> = Arc::new(fs.clone());
-    let mut cb = After {
-        covered: 1,
-        seen: 0,
-        asked: Vec::new(),
-        greedy: false,
-        rest: Collect::default(),
-    };
+    let mut cb = After::new(false);
     let (j, o) = Journal::open(dfs, Path::new(DIR), det_opts(1), &mut cb).unwrap();
     assert_eq!(o.damaged_skipped, 1);
     let (m, d) = entry(7, 99, 300);
     j.append(&m, &d).unwrap().wait().unwrap();
     j.close().unwrap();
-    let mut cb = After {
-        covered: 1,
-        seen: 0,
-        asked: Vec::new(),
-        greedy: false,
-        rest: Collect::default(),
-    };
+    let mut cb = After::new(false);
     scan(&fs, Path::new(DIR), 0, None, &mut cb).unwrap();
     assert_eq!(cb.rest.entries.last().map(|e| e.2.clone()), Some(d));
     assert_eq!(cb.rest.entries.len(), want.len());
