@@ -841,6 +841,12 @@ fn recover(f: &dyn SimStoreFactory, fs: &SimFs) -> std::result::Result<Option<Re
     match store.mount() {
         Ok(()) => {
             let st = state::capture(&*store).map_err(|e| format!("capture: {e}"))?;
+            // A recovered store is also whole by its own deep check (every record,
+            // reference and data checksum), not only equal to the model.
+            let r = store.fsck(true).map_err(|e| format!("fsck: {e}"))?;
+            if !r.is_clean() {
+                return Err(format!("fsck after recovery is not clean: {r:?}"));
+            }
             Ok(Some((store, st)))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
