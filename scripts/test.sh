@@ -19,7 +19,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cargo test --workspace "$@"
+# The heavy tests append what they covered (crash states, injection points, kills,
+# bit flips) here; cargo hides a passing test's output, so it is printed after them.
+coverage=$(mktemp /tmp/ostore-coverage.XXXXXX)
+trap 'rm -f "$coverage"' EXIT
+OSTORE_COVERAGE=$coverage cargo test --workspace "$@"
+echo "== what the heavy tests covered"
+sort "$coverage"
 # The apply scheduler's model checks: its locks become shuttle's, so only these run
 # in that build (see os/src/sched.rs).
 cargo test -p ostore-os --features shuttle --lib sched:: -- --nocapture

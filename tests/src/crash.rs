@@ -388,14 +388,14 @@ pub fn kill_test(factory: &dyn StoreFactory, test_name: &str, iterations: usize)
         crate::harness::remove_tree(&dir);
         let _ = std::fs::remove_file(&log);
     }
-    eprintln!(
+    crate::coverage::report(&format!(
         "kill test on {}: {} iterations, {} killed mid-workload, {} killed mid-recovery, {} committed transactions verified",
         factory.name(),
         stats.iterations,
         stats.killed,
         stats.replays_killed,
         stats.committed_checked
-    );
+    ));
     stats
 }
 
@@ -572,7 +572,7 @@ pub fn failpoint_test(factory: &dyn StoreFactory, test_name: &str, hits: &[u64])
             );
         }
     }
-    eprintln!(
+    crate::coverage::report(&format!(
         "failpoint test on {}: {} runs ({} retries of points not reached in time), {} crashes in mkfs left it unformatted, {} committed transactions verified; crashes per failpoint: {:?}",
         factory.name(),
         stats.runs,
@@ -580,7 +580,7 @@ pub fn failpoint_test(factory: &dyn StoreFactory, test_name: &str, hits: &[u64])
         stats.unformatted,
         stats.committed_checked,
         stats.fired
-    );
+    ));
     stats
 }
 
@@ -900,11 +900,11 @@ pub fn sim_crash_points(
             &mut stats,
         );
     }
-    eprintln!(
+    crate::coverage::report(&format!(
         "simulated-disk crash test on {}: {stats}; seeded workloads of {} ops in all",
         f.name(),
         stats.ops
-    );
+    ));
     stats
 }
 
@@ -1066,10 +1066,10 @@ pub fn sim_small_workloads(f: &dyn SimStoreFactory, pairs: usize, triples: usize
         }
         total
     });
-    eprintln!(
+    crate::coverage::report(&format!(
         "simulated-disk crash test of small workloads over {n} op kinds on {} ({threads} threads): {stats}",
         f.name()
-    );
+    ));
     stats
 }
 

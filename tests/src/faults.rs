@@ -201,13 +201,13 @@ pub fn io_error_points(f: &dyn SimStoreFactory, seed: u64, txns: usize) -> Fault
             );
         }
     }
-    eprintln!(
+    crate::coverage::report(&format!(
         "I/O-error injection on {}: {} injection points over {calls} calls, {} fired, {} made the store fail stop",
         f.name(),
         stats.injection_points,
         stats.fired,
         stats.failed_stop
-    );
+    ));
     stats
 }
 

@@ -11,6 +11,7 @@
 //! - [`rng`]: a tiny deterministic generator, so a printed seed replays forever.
 
 pub mod conformance;
+pub mod coverage;
 pub mod crash;
 pub mod faults;
 pub mod faulty;

@@ -1251,14 +1251,14 @@ pub fn run(factory: &dyn StoreFactory, seed: u64, steps: usize) -> RunStats {
             }
         }
     }
-    eprintln!(
+    crate::coverage::report(&format!(
         "model test on {}: {} applied, {} rejected, {} invalid, {} remounts",
         factory.name(),
         stats.applied,
         stats.rejected,
         stats.invalid,
         stats.remounts
-    );
+    ));
     eprintln!("rejections by kind and op: {:?}", stats.rejections);
     stats
 }
