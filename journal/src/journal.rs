@@ -459,8 +459,10 @@ impl ScanCallbacks for NoStop<'_> {
 }
 
 impl Journal {
-    /// Create an empty journal in `dir` (the directory is created if needed).
-    pub fn create(vfs: &dyn Vfs, dir: &Path, geometry: Geometry) -> Result<()> {
+    /// Create an empty journal in `dir` (the directory is created if needed). Returns
+    /// what its info file records, its sector magic included (a store keeps that as
+    /// the journal's id).
+    pub fn create(vfs: &dyn Vfs, dir: &Path, geometry: Geometry) -> Result<JournalInfo> {
         geometry.validate()?;
         vfs.create_dir_all(dir)
             .map_err(|e| Error::io("mkdir", dir, e))?;
@@ -472,7 +474,8 @@ impl Journal {
             magic: random_magic(),
             geometry,
         };
-        AtomicFileWriter::new(vfs, path, info::MAGIC).write(&info.encode())
+        AtomicFileWriter::new(vfs, path, info::MAGIC).write(&info.encode())?;
+        Ok(info)
     }
 
     /// Open the journal in `dir`: replay every complete entry into `replay` (a `Stop` there only

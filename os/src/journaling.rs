@@ -1735,8 +1735,7 @@ impl<B: Backend> ObjectStore for JournaledStore<B> {
                 .sync_dir(&jp)
                 .map_err(|e| Error::from(e).context(format!("syncing {}", jp.display())))?;
         }
-        Journal::create(&*self.vfs, &jp, self.opts.geometry).map_err(journal_error)?;
-        let info = ostore_journal::read_info(&*self.vfs, &jp).map_err(journal_error)?;
+        let info = Journal::create(&*self.vfs, &jp, self.opts.geometry).map_err(journal_error)?;
         failpoint::hit("mkfs.before_superblock")?;
         // The superblock last: until it exists the directory reads as unformatted.
         let mut sb = Superblock::new(B::STORE_TYPE)?;

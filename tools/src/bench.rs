@@ -708,6 +708,18 @@ impl RemoveOnDrop {
             .map_err(|e| Error::from(e).context(format!("creating {}", d.display())))?;
         Ok(RemoveOnDrop(d))
     }
+
+    /// An empty file `name` in the scratch directory, open for reading and writing.
+    fn create_file(&self, name: &str) -> Result<std::fs::File> {
+        let p = self.0.join(name);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::from(e).context(format!("creating {}", p.display())))
+    }
 }
 
 /// The raw anchor for durable writes: `clients` threads, each `pwrite` + `fdatasync` of
@@ -722,7 +734,6 @@ pub fn raw_sync_writes(
 ) -> Result<BenchResult> {
     use std::os::unix::fs::FileExt;
     let scratch = RemoveOnDrop::scratch(dir, "raw")?;
-    let d = scratch.0.clone();
     let nfiles = if shared { 1 } else { clients };
     // Up to 256 rotating slots per writer, within RAW_FOOTPRINT in all: 64 writers of
     // 4 MiB with 256 slots each once prefilled 64 GiB and filled the disk.
@@ -730,14 +741,7 @@ pub fn raw_sync_writes(
     let per_file = slots * size as u64;
     let files = (0..nfiles)
         .map(|f| {
-            let p = d.join(format!("f{f}"));
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&p)
-                .map_err(|e| Error::from(e).context(format!("creating {}", p.display())))?;
+            let file = scratch.create_file(&format!("f{f}"))?;
             let len = if shared {
                 per_file * clients as u64
             } else {
@@ -791,18 +795,9 @@ pub fn raw_seq_writes(
 ) -> Result<BenchResult> {
     use std::os::unix::fs::FileExt;
     let scratch = RemoveOnDrop::scratch(dir, "raw-seq")?;
-    let d = scratch.0.clone();
     let slots = (RAW_FOOTPRINT / (size.max(1) as u64 * clients.max(1) as u64)).clamp(1, 256);
     let files = (0..clients)
-        .map(|f| {
-            let p = d.join(format!("s{f}"));
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&p)
-                .map_err(|e| Error::from(e).context(format!("creating {}", p.display())))
-        })
+        .map(|f| scratch.create_file(&format!("s{f}")))
         .collect::<Result<Vec<_>>>()?;
     let data = vec![0x5au8; size];
     let t = closed_loop(clients, duration, |c, i| {
