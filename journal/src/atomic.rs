@@ -209,7 +209,7 @@ impl<'a> AtomicFileReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfs::{SimFs, Tear, TearFill};
+    use crate::vfs::{every_subset, SimFs, Tear, TearFill};
 
     #[test]
     fn roundtrip() {
@@ -293,22 +293,17 @@ mod tests {
         let mut states = 0;
         for at in start..=end {
             let un = fs.unsynced_at(at);
-            for k in 0..=un.len() {
-                let keep = &un[..k];
+            for keep in every_subset(&un) {
                 let mut tears = vec![None];
-                if let Some(&last) = keep.last() {
+                for &op in &keep {
                     for fill in [TearFill::Old, TearFill::Zeros, TearFill::Garbage(at as u64)] {
                         for kb in [0, 1, 10, 30] {
-                            tears.push(Some(Tear {
-                                op: last,
-                                keep_bytes: kb,
-                                fill,
-                            }));
+                            tears.push(Some(Tear::prefix(op, kb, fill)));
                         }
                     }
                 }
                 for t in tears {
-                    let c = fs.crash_state(at, keep, t);
+                    let c = fs.crash_state(at, &keep, t);
                     let got = AtomicFileReader::new(&c, path, 9).read().unwrap().unwrap();
                     assert!(got == b"old" || got == b"new contents", "{got:?}");
                     states += 1;

@@ -1,8 +1,9 @@
 //! Crash tests on the simulated disk.
 //!
 //! For each seeded workload, every crash point (every prefix of the operation log), and at each
-//! point every prefix of the operations not yet synced, some with the last kept write torn (cut at
-//! a sector boundary or at a random byte; the rest old, zeros or garbage). After each crash:
+//! point every subset of the operations not yet synced (up to 8 of them; past that every prefix
+//! and a sample), each also with one kept write torn: cut at a sector boundary, at a random byte,
+//! or with a random set of its sectors lost (the rest old, zeros or garbage). After each crash:
 //! - scanning succeeds (a crash alone never looks like corruption) and never panics;
 //! - the entries recovered are a prefix of the journal, intact and in order;
 //! - every append acknowledged before the crash point is among them;
@@ -14,7 +15,7 @@
 mod common;
 
 use common::*;
-use ostore_journal::vfs::{Tear, TearFill};
+use ostore_journal::vfs::{every_subset, sectors_touched, SimOp, Tear, TearFill};
 use ostore_journal::{scan, Journal, Position, SimFs, Vfs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -185,69 +186,128 @@ fn check_continue(w: &Workload, fs: SimFs, recovered: usize, seed: u64, what: &s
     }
 }
 
-fn crash_all_points(seed: u64, threads: u64, inflight: usize, close: bool) -> usize {
+/// Unsynced ops a crash state keeps every subset of; past this, every prefix and a
+/// seeded sample of other subsets.
+const EVERY_SUBSET_UP_TO: usize = 8;
+
+/// The subsets of the unsynced ops `un` tried at one crash point: all of them when
+/// there are at most [`EVERY_SUBSET_UP_TO`], else every prefix and 64 random subsets.
+fn keeps(un: &[usize], r: &mut Rng) -> Vec<Vec<usize>> {
+    if un.len() <= EVERY_SUBSET_UP_TO {
+        return every_subset(un).collect();
+    }
+    let mut out: Vec<Vec<usize>> = (0..=un.len()).map(|k| un[..k].to_vec()).collect();
+    out.extend((0..64).map(|_| {
+        let mask = r.next();
+        un.iter()
+            .enumerate()
+            .filter(|(i, _)| mask >> (i % 64) & 1 == 1)
+            .map(|(_, &op)| op)
+            .collect()
+    }));
+    out
+}
+
+/// What [`crash_all_points`] covered.
+#[derive(Default)]
+struct Covered {
+    states: usize,
+    /// States keeping a subset of the unsynced ops that is not a prefix.
+    non_prefix: usize,
+    /// States with a write's sectors lost out of order.
+    scattered: usize,
+    /// The most unsynced ops at one crash point.
+    max_unsynced: usize,
+}
+
+impl Covered {
+    fn report(&self, what: &str) {
+        coverage(&format!(
+            "journal crash states, {what}: {} states ({} keeping a non-prefix subset of the unsynced writes, {} with sectors lost out of order; at most {} ops unsynced at once)",
+            self.states, self.non_prefix, self.scattered, self.max_unsynced
+        ));
+    }
+}
+
+fn crash_all_points(seed: u64, threads: u64, inflight: usize, close: bool, cov: &mut Covered) {
     let w = run_workload(seed, threads, inflight, close);
+    let ops = w.fs.ops();
     let end = w.fs.op_count();
     let mut r = Rng(seed ^ 0x5eed);
-    let mut states = 0;
     for at in w.base..=end {
         let un = w.fs.unsynced_at(at);
-        for k in 0..=un.len() {
-            let keep = &un[..k];
+        cov.max_unsynced = cov.max_unsynced.max(un.len());
+        for keep in keeps(&un, &mut r) {
+            let prefix = un.starts_with(&keep);
             let mut variants = vec![None];
-            if let Some(&last) = keep.last() {
-                if let ostore_journal::vfs::SimOp::Write { data, .. } = &w.fs.ops()[last] {
-                    let len = data.len() as u64;
-                    let fill = match r.below(3) {
-                        0 => TearFill::Old,
-                        1 => TearFill::Zeros,
-                        _ => TearFill::Garbage(r.next()),
-                    };
-                    let sectors = len / 512;
-                    let cut_sector = (r.below(sectors.max(1)) * 512) as usize;
-                    let cut_byte = r.below(len.max(1)) as usize;
-                    variants.push(Some(Tear {
-                        op: last,
-                        keep_bytes: cut_sector,
-                        fill,
-                    }));
-                    variants.push(Some(Tear {
-                        op: last,
-                        keep_bytes: cut_byte,
-                        fill,
-                    }));
+            // Tear one kept write (a random one: with several batches in flight, any of
+            // them may be the one the power cut caught).
+            let writes: Vec<(usize, u64, usize)> = keep
+                .iter()
+                .filter_map(|&i| match &ops[i] {
+                    SimOp::Write { offset, data, .. } => Some((i, *offset, data.len())),
+                    _ => None,
+                })
+                .collect();
+            if !writes.is_empty() {
+                let (op, offset, len) = writes[r.below(writes.len() as u64) as usize];
+                let fill = match r.below(3) {
+                    0 => TearFill::Old,
+                    1 => TearFill::Zeros,
+                    _ => TearFill::Garbage(r.next()),
+                };
+                let sectors = len as u64 / 512;
+                let cut_sector = (r.below(sectors.max(1)) * 512) as usize;
+                let cut_byte = r.below(len.max(1) as u64) as usize;
+                variants.push(Some(Tear::prefix(op, cut_sector, fill)));
+                variants.push(Some(Tear::prefix(op, cut_byte, fill)));
+                // The disk wrote the write's sectors in another order: some of them,
+                // not only a prefix, never arrived.
+                let touched = sectors_touched(offset, len);
+                if touched > 1 {
+                    let lost = r.next() & (u64::MAX >> (64 - touched.min(64)));
+                    variants.push(Some(Tear::scatter(op, lost.max(1), fill)));
                 }
             }
             for t in variants {
-                let what = format!("seed {seed} threads {threads} at {at} keep {k} tear {t:?}");
-                let c = w.fs.crash_state(at, keep, t);
+                let what =
+                    format!("seed {seed} threads {threads} at {at} keep {keep:?} tear {t:?}");
+                let c = w.fs.crash_state(at, &keep, t);
                 let n = check_state(&w, &c, at, &what);
-                states += 1;
+                cov.states += 1;
+                cov.non_prefix += usize::from(!prefix);
+                cov.scattered += usize::from(t.is_some_and(|t| t.lost_sectors != 0));
                 if r.below(12) == 0 {
                     check_continue(&w, c, n, r.next(), &what);
                 }
             }
         }
     }
-    states
 }
 
 #[test]
 fn crash_states_single_appender() {
-    let n = if heavy() { 300 } else { 30 };
-    let mut states = 0;
+    let n = if heavy() { 1000 } else { 100 };
+    let mut cov = Covered::default();
     for seed in 0..n {
-        states += crash_all_points(seed, 1, 1 + (seed % 3) as usize, seed % 2 == 0);
+        crash_all_points(seed, 1, 1 + (seed % 3) as usize, seed % 2 == 0, &mut cov);
     }
-    assert!(states > 1000, "{states}");
+    cov.report(&format!("{n} single-appender workloads"));
+    assert!(cov.states > 1000, "{}", cov.states);
+    assert!(cov.non_prefix > 0 && cov.scattered > 0);
 }
 
 #[test]
 fn crash_states_concurrent_appenders() {
-    let n = if heavy() { 200 } else { 10 };
-    let mut states = 0;
+    let n = if heavy() { 400 } else { 40 };
+    let mut cov = Covered::default();
     for seed in 1000..1000 + n {
-        states += crash_all_points(seed, 3, 4, seed % 2 == 1);
+        crash_all_points(seed, 3, 4, seed % 2 == 1, &mut cov);
     }
-    assert!(states > 500, "{states}");
+    cov.report(&format!(
+        "{n} workloads of 3 appenders, 4 batches in flight"
+    ));
+    assert!(cov.states > 500, "{}", cov.states);
+    // Several batches in flight leave several unsynced writes to choose among.
+    assert!(cov.max_unsynced > 2 && cov.non_prefix > 0 && cov.scattered > 0);
 }

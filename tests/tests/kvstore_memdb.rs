@@ -24,7 +24,7 @@ fn memdb() -> impl ostore_tests::StoreFactory {
 }
 
 fn memdb_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
-    ostore_tests::crash::sim_factory("kvstore-memdb", |vfs, dir| {
+    ostore_tests::crash::sim_factory("kvstore-memdb", |vfs, dir, opts| {
         ostore_kvstore::set_mkfs_options(
             dir,
             KvStoreOptions {
@@ -32,7 +32,6 @@ fn memdb_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
                 strip_size: 512,
             },
         );
-        let opts = ostore_tests::crash::sim_journaling_options();
         Arc::new(ostore_kvstore::KeyValueStore::with_vfs(dir, opts, vfs)) as Arc<dyn ObjectStore>
     })
 }

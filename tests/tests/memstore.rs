@@ -14,8 +14,7 @@ fn memstore() -> impl ostore_tests::StoreFactory {
 }
 
 fn memstore_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
-    ostore_tests::crash::sim_factory("memstore", |vfs, dir| {
-        let opts = ostore_tests::crash::sim_journaling_options();
+    ostore_tests::crash::sim_factory("memstore", |vfs, dir, opts| {
         Arc::new(ostore_memstore::MemStore::with_vfs(dir, opts, vfs))
             as Arc<dyn ostore_os::ObjectStore>
     })

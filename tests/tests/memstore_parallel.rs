@@ -20,10 +20,8 @@ fn memstore() -> impl ostore_tests::StoreFactory {
 }
 
 fn memstore_on_sim() -> impl ostore_tests::crash::SimStoreFactory {
-    ostore_tests::crash::sim_factory("memstore-parallel", |vfs, dir| {
-        let mut o = opts();
-        o.journal.background_blanks = false;
-        o.geometry = ostore_tests::crash::sim_journaling_options().geometry;
+    ostore_tests::crash::sim_factory("memstore-parallel", |vfs, dir, mut o| {
+        o.mode = JournalMode::Parallel;
         Arc::new(ostore_memstore::MemStore::with_vfs(dir, o, vfs))
             as Arc<dyn ostore_os::ObjectStore>
     })

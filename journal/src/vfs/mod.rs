@@ -18,7 +18,9 @@ use std::io;
 use std::path::Path;
 
 pub use real::RealFs;
-pub use sim::{Fault, FaultOps, SimFs, SimOp, Tear, TearFill};
+pub use sim::{
+    every_subset, sectors_touched, Fault, FaultOps, SimFs, SimOp, Tear, TearFill, SIM_SECTOR,
+};
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

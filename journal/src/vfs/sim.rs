@@ -105,7 +105,13 @@ pub enum TearFill {
     Garbage(u64),
 }
 
-/// Tear one kept write: only its first `keep_bytes` bytes arrive.
+/// The unit a disk writes atomically, for [`Tear::lost_sectors`].
+pub const SIM_SECTOR: u64 = 512;
+
+/// Tear one kept write: only its first `keep_bytes` bytes arrive, and of those, not the
+/// 512-byte disk sectors [`Tear::lost_sectors`] names. A disk with a volatile cache may
+/// persist the sectors of one write in any order, so a crash can keep a later sector
+/// and lose an earlier one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tear {
     /// Index of the write in the op log.
@@ -114,6 +120,54 @@ pub struct Tear {
     pub keep_bytes: usize,
     /// What the rest of its range holds.
     pub fill: TearFill,
+    /// Bit `i` set: the `i`th disk sector the write touches ([`SIM_SECTOR`] bytes,
+    /// aligned in the file, so the first may be partial) does not arrive either. Sectors
+    /// past the 64th follow bit 63.
+    pub lost_sectors: u64,
+}
+
+impl Tear {
+    /// Only the first `keep_bytes` bytes of write `op` arrive.
+    pub fn prefix(op: usize, keep_bytes: usize, fill: TearFill) -> Self {
+        Tear {
+            op,
+            keep_bytes,
+            fill,
+            lost_sectors: 0,
+        }
+    }
+
+    /// All of write `op` arrives except the sectors set in `lost_sectors`.
+    pub fn scatter(op: usize, lost_sectors: u64, fill: TearFill) -> Self {
+        Tear {
+            op,
+            keep_bytes: usize::MAX,
+            fill,
+            lost_sectors,
+        }
+    }
+}
+
+/// Every subset of `ops` (kept in their order), the empty one first: `2^len` of them,
+/// so callers bound `len`. A crash may keep any subset of the unsynced operations.
+pub fn every_subset(ops: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
+    assert!(ops.len() < 32, "every_subset of {} ops", ops.len());
+    (0u32..1 << ops.len()).map(move |mask| {
+        ops.iter()
+            .enumerate()
+            .filter(|(i, _)| mask >> i & 1 == 1)
+            .map(|(_, &op)| op)
+            .collect()
+    })
+}
+
+/// How many [`SIM_SECTOR`]s a write of `len` bytes at `offset` touches.
+pub fn sectors_touched(offset: u64, len: usize) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    let end = offset + len as u64;
+    end.div_ceil(SIM_SECTOR) - offset / SIM_SECTOR
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +180,8 @@ struct State {
     fault_seen: u64,
     fault_fired: bool,
     record: bool,
+    /// How long `sync_data` takes before it makes the inode durable.
+    sync_latency: std::time::Duration,
     /// Contents when the log started (a crash state's disk), which the log replays onto.
     base_inodes: Vec<Vec<u8>>,
     base_names: BTreeMap<PathBuf, usize>,
@@ -182,6 +238,45 @@ fn not_found(p: &Path) -> io::Error {
         io::ErrorKind::NotFound,
         format!("{}: not found", p.display()),
     )
+}
+
+/// Writes what of `data` arrives under `t`; what does not holds `t.fill`.
+fn tear_into(buf: &mut Vec<u8>, offset: u64, data: &[u8], t: Tear) {
+    let k = t.keep_bytes.min(data.len());
+    let mut garbage = match t.fill {
+        TearFill::Garbage(seed) => Some(Rng::new(seed)),
+        _ => None,
+    };
+    // Walk the write in sector-aligned pieces, each arriving or not as a whole.
+    let mut pos = 0usize;
+    let mut sector = 0u32;
+    while pos < data.len() {
+        let at = offset + pos as u64;
+        let piece = ((SIM_SECTOR - at % SIM_SECTOR) as usize).min(data.len() - pos);
+        let lost_bit = t.lost_sectors >> sector.min(63) & 1 == 1;
+        // A piece straddling the prefix cut arrives up to the cut.
+        let arrives = if lost_bit {
+            0
+        } else {
+            k.saturating_sub(pos).min(piece)
+        };
+        write_into(buf, at, &data[pos..pos + arrives]);
+        let rest = piece - arrives;
+        let rest_off = at + arrives as u64;
+        match t.fill {
+            TearFill::Old => {}
+            TearFill::Zeros => write_into(buf, rest_off, &vec![0; rest]),
+            TearFill::Garbage(_) => {
+                let mut g = vec![0; rest];
+                if let Some(r) = garbage.as_mut() {
+                    r.fill(&mut g);
+                }
+                write_into(buf, rest_off, &g);
+            }
+        }
+        pos += piece;
+        sector += 1;
+    }
 }
 
 fn write_into(buf: &mut Vec<u8>, offset: u64, data: &[u8]) {
@@ -253,6 +348,13 @@ impl SimFs {
         s.fault = fault;
         s.fault_seen = 0;
         s.fault_fired = false;
+    }
+
+    /// Makes every later `sync_data` on this disk take `d` before it takes effect, as a
+    /// real disk's flush does: other threads' writes pile up unsynced meanwhile (and
+    /// this flush covers them). Crash states built from this disk sync at once again.
+    pub fn set_sync_latency(&self, d: std::time::Duration) {
+        self.lock().sync_latency = d;
     }
 
     /// Whether the installed fault has fired.
@@ -389,21 +491,7 @@ impl SimFs {
                     }
                     let buf = &mut inodes[*ino];
                     match tear {
-                        Some(t) if t.op == i => {
-                            let k = t.keep_bytes.min(data.len());
-                            write_into(buf, *offset, &data[..k]);
-                            let rest = data.len() - k;
-                            let rest_off = *offset + k as u64;
-                            match t.fill {
-                                TearFill::Old => {}
-                                TearFill::Zeros => write_into(buf, rest_off, &vec![0; rest]),
-                                TearFill::Garbage(seed) => {
-                                    let mut g = vec![0; rest];
-                                    Rng::new(seed).fill(&mut g);
-                                    write_into(buf, rest_off, &g);
-                                }
-                            }
-                        }
+                        Some(t) if t.op == i => tear_into(buf, *offset, data, t),
                         _ => write_into(buf, *offset, data),
                     }
                 }
@@ -611,6 +699,12 @@ impl VfsFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        // The flush takes a while (see `set_sync_latency`); it covers what was written
+        // before it reached the disk, writes other threads issue meanwhile included.
+        let latency = self.lock().sync_latency;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
         let mut s = self.lock();
         s.check_fault(FaultOps::Sync)?;
         let ino = self.ino;
@@ -647,16 +741,58 @@ mod tests {
         assert_eq!(lost.read_file(&p("/d/a")).unwrap(), b"hello");
         let kept = fs.crash_state(at, &un, None);
         assert_eq!(kept.read_file(&p("/d/a")).unwrap(), b"HEllo");
-        let torn = fs.crash_state(
-            at,
-            &un,
-            Some(Tear {
-                op: un[0],
-                keep_bytes: 1,
-                fill: TearFill::Zeros,
-            }),
-        );
+        let torn = fs.crash_state(at, &un, Some(Tear::prefix(un[0], 1, TearFill::Zeros)));
         assert_eq!(torn.read_file(&p("/d/a")).unwrap(), b"H\0llo");
+    }
+
+    #[test]
+    fn a_scattered_tear_loses_exactly_the_named_sectors() {
+        let fs = SimFs::new();
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/f"), OpenMode::CreateNew).unwrap();
+        f.write_at(&vec![1u8; 2048], 0).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(&p("/d")).unwrap();
+        let start = fs.op_count();
+        // Starts mid-sector: touches sectors 0 (part), 1, 2 and 3 (part).
+        f.write_at(&vec![2u8; 1400], 100).unwrap();
+        assert_eq!(sectors_touched(100, 1400), 3);
+        let w = start;
+        let keep = [w];
+        let old = |c: &SimFs| c.read_file(&p("/d/f")).unwrap();
+        // Lose the middle sector only: the bytes before and after it are new.
+        let c = fs.crash_state(w + 1, &keep, Some(Tear::scatter(w, 0b010, TearFill::Old)));
+        let got = old(&c);
+        assert!(got[..100].iter().all(|&b| b == 1));
+        assert!(got[100..512].iter().all(|&b| b == 2));
+        assert!(got[512..1024].iter().all(|&b| b == 1));
+        assert!(got[1024..1500].iter().all(|&b| b == 2));
+        assert!(got[1500..].iter().all(|&b| b == 1));
+        // Zeros fill the lost sectors; a prefix cut and a lost sector combine.
+        let t = Tear {
+            op: w,
+            keep_bytes: 1000,
+            fill: TearFill::Zeros,
+            lost_sectors: 0b001,
+        };
+        let got = old(&fs.crash_state(w + 1, &keep, Some(t)));
+        assert!(got[100..512].iter().all(|&b| b == 0));
+        assert!(got[512..1000 + 100].iter().all(|&b| b == 2));
+        assert!(got[1100..1500].iter().all(|&b| b == 0));
+        // No lost sector and the whole length: the write arrives whole.
+        let got = old(&fs.crash_state(w + 1, &keep, Some(Tear::scatter(w, 0, TearFill::Zeros))));
+        assert!(got[100..1500].iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn every_subset_is_listed_once_in_order() {
+        let subsets: Vec<Vec<usize>> = every_subset(&[3, 5, 9]).collect();
+        assert_eq!(subsets.len(), 8);
+        assert_eq!(subsets[0], Vec::<usize>::new());
+        let set: HashSet<Vec<usize>> = subsets.iter().cloned().collect();
+        assert_eq!(set.len(), 8);
+        assert!(subsets.iter().all(|s| s.windows(2).all(|w| w[0] < w[1])));
+        assert!(set.contains(&vec![3, 9]) && set.contains(&vec![5]));
     }
 
     #[test]

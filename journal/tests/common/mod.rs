@@ -95,3 +95,18 @@ pub fn entry(seed: u64, i: u64, max_data: u64) -> (Vec<u8>, Vec<u8>) {
 pub fn index_of(meta: &[u8]) -> u64 {
     u64::from_le_bytes(meta[..8].try_into().unwrap())
 }
+
+/// Prints what a heavy test covered and appends it to the file `OSTORE_COVERAGE` names:
+/// cargo hides a passing test's output, and CI's log shows that file.
+pub fn coverage(line: &str) {
+    eprintln!("{line}");
+    if let Some(p) = std::env::var_os("OSTORE_COVERAGE") {
+        use std::io::Write as _;
+        let r = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        assert!(r.is_ok(), "appending to OSTORE_COVERAGE: {r:?}");
+    }
+}
