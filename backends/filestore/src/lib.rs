@@ -1078,8 +1078,7 @@ impl Backend for FileBackend {
         }
         std::fs::create_dir_all(current.join("tmp")).map_err(|e| ioe(e, "creating tmp"))?;
         let fs = FsOps::new(sb.fs, bs);
-        let area =
-            Arc::new(StageArea::open(&self.data, epoch).map_err(|e| ioe(e, "opening staging/"))?);
+        let area = Arc::new(StageArea::open(&self.data).map_err(|e| ioe(e, "opening staging/"))?);
         let stage_min = lock(registry())
             .get(&self.data)
             .cloned()

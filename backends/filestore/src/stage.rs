@@ -6,26 +6,31 @@
 //! so the data is never written a second time. Only where reflink works (XFS with
 //! reflink, btrfs); elsewhere large writes stay in the journal.
 //!
-//! What this module owns: the staging directory, staged file names (the 16-hex-digit
-//! id: mount epoch << 32 | a per-mount counter, so ids never repeat), and their
-//! lifetime. A staged file lives until a checkpoint covers the transaction that linked
-//! it (from then on replay never reads it again); files found at mount are needed only
-//! by the replay that follows, and go at the first checkpoint after it. A released file
-//! is kept for reuse (renamed `f` + 16 hex digits, up to [`POOL_FILES`] of at most
-//! [`POOL_FILE_MAX`] bytes): the next stage renames it to its new id and overwrites
-//! it, so its name needs no new inode (the object keeps the old blocks: reflinked
-//! extents are copy-on-write). Staged data is written with `O_DIRECT` from a reused
-//! aligned buffer where the filesystem allows it (then `fdatasync` as before): the
+//! What this module owns: the staging directory, staged files and their lifetime. A
+//! staged file is named by its slot (16 hex digits) and keeps that name for good: a
+//! slot is in use from its stage until a checkpoint covers the transaction that linked
+//! it (from then on replay never reads it again), then free, and the next stage
+//! overwrites the free slot's file in place (up to [`POOL_FILES`] free slots of at most
+//! [`POOL_FILE_MAX`] bytes are kept; others are removed). Reusing a file under its own
+//! name makes a staged write one `fdatasync`: the name of a reused slot is already
+//! durable, so neither a rename nor a directory fsync is needed (on btrfs a rename
+//! followed by a directory fsync was a log-tree commit per staged write). Only a new
+//! slot's file, and the directory once at mount (for names a killed process may have
+//! left only in the page cache), are fsynced with their directory. Files found at
+//! mount are needed only by the replay that follows, and become free slots at the
+//! first checkpoint after it. The objects keep the old blocks of a reused file:
+//! reflinked extents are copy-on-write. Staged data is written with `O_DIRECT` from a
+//! reused aligned buffer where the filesystem allows it (then `fdatasync`): the
 //! page-cache copy and the first touch of new cache pages were most of a staged write's
-//! time, and only a replay reads the file again. The directory
-//! sits beside `current/`, not in it, so a btrfs rollback of `current/` to its last
-//! snapshot keeps the staged data the journal after that snapshot refers to.
+//! time, and only a replay reads the file again. The directory sits beside `current/`,
+//! not in it, so a btrfs rollback of `current/` to its last snapshot keeps the staged
+//! data the journal after that snapshot refers to.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use ostore_journal::aligned::{AlignedBuf, ALIGN};
@@ -50,20 +55,26 @@ pub const POOL_FILE_MAX: u64 = 4 << 20;
 pub(crate) struct StageArea {
     dir: PathBuf,
     dir_file: File,
-    next: AtomicU64,
-    limit: u64,
-    /// (seq, id) of staged files linked by applied transactions not yet checkpointed.
-    linked: Mutex<Vec<(u64, u64)>>,
-    /// Staged files found at mount.
-    leftovers: Mutex<Vec<u64>>,
-    /// Released files ready for reuse, and the counter that names them.
-    pool: Mutex<(Vec<u64>, u64)>,
+    slots: Mutex<Slots>,
     /// Aligned buffers for direct writes, kept so that a staged write does not fault in
     /// fresh pages (on this VM ~2.5 µs a page: 2.5 ms per 4 MiB).
     bufs: Mutex<Vec<AlignedBuf>>,
     /// Cleared once the filesystem refuses `O_DIRECT`; staged writes then go through
     /// the page cache.
     direct: AtomicBool,
+}
+
+/// Which slots are in use and which are free.
+#[derive(Debug, Default)]
+struct Slots {
+    /// (seq, slot) of staged files linked by applied transactions not yet checkpointed.
+    linked: Vec<(u64, u64)>,
+    /// Slots found at mount: a replay may read them until the first checkpoint.
+    leftovers: Vec<u64>,
+    /// Slots whose file exists under a durable name and no replay needs.
+    free: Vec<u64>,
+    /// The next new slot.
+    next: u64,
 }
 
 /// Aligned buffers kept for reuse by staged writes.
@@ -80,39 +91,41 @@ fn parse_id(name: &str) -> Option<u64> {
 }
 
 impl StageArea {
-    /// Opens (making it if needed) the staging directory of the store in `data`, for
-    /// mount epoch `epoch` (which must be below 2^32).
-    pub(crate) fn open(data: &Path, epoch: u64) -> io::Result<StageArea> {
+    /// Opens (making it if needed) the staging directory of the store in `data`.
+    pub(crate) fn open(data: &Path) -> io::Result<StageArea> {
         let dir = data.join(STAGE_DIR);
         if !dir.exists() {
             std::fs::create_dir(&dir)?;
             crate::sys::open_dir(data)?.sync_all()?;
         }
         let mut leftovers = Vec::new();
-        let mut pool = Vec::new();
         for e in std::fs::read_dir(&dir)? {
             let e = e?;
             let name = e.file_name();
             let name = name.to_str().unwrap_or("");
-            match (parse_id(name), name.strip_prefix('f').and_then(parse_id)) {
-                (Some(id), _) => leftovers.push(id),
-                (_, Some(k)) => pool.push(k),
-                _ => tracing::warn!(name, "unknown file in staging/"),
+            match parse_id(name) {
+                Some(id) => leftovers.push(id),
+                // Kept for reuse by an older version (`f` + 16 hex digits): no journal
+                // record names them.
+                None if name.strip_prefix('f').and_then(parse_id).is_some() => {
+                    std::fs::remove_file(e.path())?;
+                }
+                None => tracing::warn!(name, "unknown file in staging/"),
             }
         }
-        let pool_next = pool.iter().max().map_or(0, |k| k + 1);
-        let base = epoch
-            .checked_shl(32)
-            .filter(|_| epoch < 1 << 32)
-            .ok_or_else(|| io::Error::other("mount epoch too large for staged ids"))?;
+        let dir_file = crate::sys::open_dir(&dir)?;
+        // Free slots are reused without a directory sync, so every name found here must
+        // be durable (a killed process may have left one only in the page cache).
+        dir_file.sync_all()?;
+        let next = leftovers.iter().max().map_or(0, |k| k + 1);
         Ok(StageArea {
-            dir_file: crate::sys::open_dir(&dir)?,
+            dir_file,
             dir,
-            next: AtomicU64::new(base),
-            limit: base | 0xffff_ffff,
-            linked: Mutex::new(Vec::new()),
-            leftovers: Mutex::new(leftovers),
-            pool: Mutex::new((pool, pool_next)),
+            slots: Mutex::new(Slots {
+                leftovers,
+                next,
+                ..Slots::default()
+            }),
             bufs: Mutex::new(Vec::new()),
             direct: AtomicBool::new(true),
         })
@@ -122,27 +135,35 @@ impl StageArea {
         self.dir.join(format!("{id:016x}"))
     }
 
-    fn pool_path(&self, k: u64) -> PathBuf {
-        self.dir.join(format!("f{k:016x}"))
+    /// Writes `data` to a staged file (a free slot's, else a new one) and makes it and
+    /// its name durable.
+    pub(crate) fn stage(&self, data: &[u8]) -> io::Result<u64> {
+        let (id, reused) = {
+            let mut s = lock(&self.slots);
+            match s.free.pop() {
+                Some(id) => (id, true),
+                None => {
+                    let id = s.next;
+                    s.next = id
+                        .checked_add(1)
+                        .ok_or_else(|| io::Error::other("staged slot numbers are used up"))?;
+                    (id, false)
+                }
+            }
+        };
+        let r = self.write_slot(id, reused, data);
+        if r.is_err() && reused {
+            // Its file may now hold anything; nothing names it, so it stays free.
+            lock(&self.slots).free.push(id);
+        }
+        r.map(|()| id)
     }
 
-    /// Writes `data` to a new staged file and makes it and its name durable.
-    pub(crate) fn stage(&self, data: &[u8]) -> io::Result<u64> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        if id > self.limit {
-            return Err(io::Error::other("staged ids of this mount are used up"));
-        }
+    fn write_slot(&self, id: u64, reused: bool, data: &[u8]) -> io::Result<()> {
         let p = self.path(id);
-        let reused = lock(&self.pool).0.pop();
-        if let Some(k) = reused {
-            std::fs::rename(self.pool_path(k), &p)?;
-        }
         let open = |direct: bool| {
             let mut o = std::fs::OpenOptions::new();
-            o.write(true);
-            if reused.is_none() {
-                o.create(true);
-            }
+            o.write(true).create(true);
             if direct {
                 o.custom_flags(libc::O_DIRECT);
             }
@@ -193,8 +214,10 @@ impl StageArea {
             f.set_len(data.len() as u64)?;
         }
         f.sync_data()?;
-        self.dir_file.sync_all()?;
-        Ok(id)
+        if !reused {
+            self.dir_file.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Opens a staged file for reading.
@@ -228,33 +251,37 @@ impl StageArea {
 
     /// Notes that the transaction at `seq` linked staged file `id`.
     pub(crate) fn linked(&self, seq: u64, id: u64) {
-        lock(&self.linked).push((seq, id));
+        lock(&self.slots).linked.push((seq, id));
     }
 
-    /// After a durable checkpoint at `seq`: removes the staged files no replay can read
-    /// again (linked at or before `seq`, and every file found at mount).
+    /// After a durable checkpoint at `seq`: frees the slots no replay can read again
+    /// (linked at or before `seq`, and every slot found at mount), keeping their files
+    /// for reuse up to [`POOL_FILES`] of at most [`POOL_FILE_MAX`] bytes and removing
+    /// the others.
     pub(crate) fn release(&self, seq: u64) -> io::Result<()> {
-        let mut ids = std::mem::take(&mut *lock(&self.leftovers));
-        lock(&self.linked).retain(|&(s, id)| {
-            if s <= seq {
-                ids.push(id);
+        let mut remove = Vec::new();
+        {
+            let mut s = lock(&self.slots);
+            let mut ids = std::mem::take(&mut s.leftovers);
+            s.linked.retain(|&(q, id)| {
+                if q <= seq {
+                    ids.push(id);
+                }
+                q > seq
+            });
+            for id in ids {
+                let keep = std::fs::metadata(self.path(id)).is_ok_and(|m| m.len() <= POOL_FILE_MAX);
+                if keep && s.free.len() < POOL_FILES {
+                    s.free.push(id);
+                } else {
+                    remove.push(id);
+                }
             }
-            s > seq
-        });
-        // Nothing here needs a sync: a rename or removal lost in a crash leaves a
-        // file that the next mount finds as a leftover, which no replay reads.
-        for id in ids {
-            let p = self.path(id);
-            let keep = std::fs::metadata(&p).is_ok_and(|m| m.len() <= POOL_FILE_MAX);
-            let mut pool = lock(&self.pool);
-            let r = if keep && pool.0.len() < POOL_FILES {
-                let k = pool.1;
-                pool.1 += 1;
-                std::fs::rename(&p, self.pool_path(k)).map(|()| pool.0.push(k))
-            } else {
-                std::fs::remove_file(&p)
-            };
-            match r {
+        }
+        // No sync: a removal lost in a crash leaves a file that the next mount finds
+        // as a leftover, which no replay reads.
+        for id in remove {
+            match std::fs::remove_file(self.path(id)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),

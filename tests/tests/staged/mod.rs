@@ -88,20 +88,15 @@ pub fn shared_extents(path: &Path) -> (u64, u64) {
     (shared, total)
 }
 
-/// (staged files, released files kept for reuse) in `staging/`.
-fn staging_files(store_dir: &Path) -> (usize, usize) {
-    let names: Vec<String> = std::fs::read_dir(store_dir.join("staging"))
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let pooled = names.iter().filter(|n| n.starts_with('f')).count();
-    (names.len() - pooled, pooled)
+/// Names of the files in `staging/`: staged files, in use or kept for reuse.
+fn staging_names(store_dir: &Path) -> std::collections::BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(store_dir.join("staging"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default()
 }
 
 fn staged_files(store_dir: &Path) -> usize {
-    staging_files(store_dir).0
+    staging_names(store_dir).len()
 }
 
 fn pattern(len: usize, salt: u8) -> Vec<u8> {
@@ -237,19 +232,28 @@ pub fn large_writes_go_to_disk_once() {
         "staged data not reflinked: {shared} of {total} bytes shared"
     );
     store.checkpoint_now().unwrap();
-    assert_eq!(
-        staging_files(&dir),
-        (0, 6),
-        "a checkpoint releases what it covers, for reuse"
-    );
+    assert_eq!(staged_files(&dir), 6, "released files are kept");
     check(&store, &c, &model);
-    // A reused file: overwritten in place, the objects that share its old blocks keep
-    // their bytes (copy-on-write).
+    // A reused file: overwritten in place under its own name (no new file), the
+    // objects that share its old blocks keep their bytes (copy-on-write).
+    // (A checkpoint that did not release them would leave nothing to reuse: the write
+    // would make a seventh file.)
+    let before = staging_names(&dir);
     let mut t = Transaction::new();
     let o = ObjectId::new(1, "reuser");
     t.write(&c, &o, 0, pattern(1 << 20, 77));
     store.apply_transaction(&ch, t).unwrap();
-    assert_eq!(staging_files(&dir), (1, 5));
+    assert_eq!(
+        staging_names(&dir),
+        before,
+        "a reused slot keeps its file's name"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|n| std::fs::read(dir.join("staging").join(n)).unwrap() == pattern(1 << 20, 77)),
+        "the reused file holds the new write"
+    );
     let mut model = model;
     model.insert(o, pattern(1 << 20, 77));
     check(&store, &c, &model);
@@ -281,7 +285,16 @@ pub fn replay_relinks_staged_writes() {
     let rep = store.mount_report().unwrap();
     assert!(rep.replayed >= 6, "{rep:?}");
     check(&store, &c, &model);
-    assert_eq!(staged_files(&dir), 0, "mount's checkpoint removes them");
+    // Mount's checkpoint freed them for reuse: a write after it makes no new file.
+    let before = staging_names(&dir);
+    let mut t = Transaction::new();
+    t.write(&c, &ObjectId::new(1, "after"), 0, pattern(1 << 20, 5));
+    store
+        .apply_transaction(&store.open_collection(&c).unwrap(), t)
+        .unwrap();
+    assert_eq!(staging_names(&dir), before);
+    let mut model = model;
+    model.insert(ObjectId::new(1, "after"), pattern(1 << 20, 5));
     store.umount().unwrap();
     // Replay from an older state: the same, twice over.
     let store = filestore(&dir, jo, FileStoreOptions::default());
