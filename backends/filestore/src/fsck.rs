@@ -48,23 +48,39 @@ fn verify_data(m: &Mounted, f: &File, onum: &Onum, size: u64) -> ostore_os::Resu
             e += n;
         }
     }
-    let in_data = |e: u64| {
-        let i = ranges.partition_point(|r| r.1 <= e);
-        ranges.get(i).is_some_and(|r| r.0 <= e)
+    // The records of data extents were verified by the reads above; only the holes
+    // between them (and past the last) are looked up again, each as one key range.
+    let (_, hi) = crate::oprefix_range(K_CSUM, onum);
+    let size_exts = size.div_ceil(CSUM_EXTENT);
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
+    let mut from = 0;
+    for &(a, b) in &ranges {
+        if a > from {
+            gaps.push((from, a));
+        }
+        from = b;
+    }
+    if from < size_exts {
+        gaps.push((from, size_exts));
+    }
+    let key_at = |e: u64| match u32::try_from(e) {
+        Ok(e) => crate::csum_key(onum, e),
+        Err(_) => hi.clone(),
     };
-    let (lo, hi) = crate::oprefix_range(K_CSUM, onum);
-    let mut it = m.kv.iter(KeyRange::new(lo, hi)).map_err(crate::kve)?;
-    it.seek_to_first().map_err(crate::kve)?;
-    while let Some((k, v)) = it.current() {
-        let ext = k
-            .len()
-            .checked_sub(4)
-            .and_then(|i| k.get(i..))
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(|| ostore_os::Error::corrupt("data checksum key is malformed"))?;
-        let e = u64::from(ext);
-        if e * CSUM_EXTENT < size && !in_data(e) {
+    for (g0, g1) in gaps {
+        let mut it =
+            m.kv.iter(KeyRange::new(key_at(g0), key_at(g1)))
+                .map_err(crate::kve)?;
+        it.seek_to_first().map_err(crate::kve)?;
+        while let Some((k, v)) = it.current() {
+            let e = k
+                .len()
+                .checked_sub(4)
+                .and_then(|i| k.get(i..))
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| ostore_os::Error::corrupt("data checksum key is malformed"))?;
+            let e = u64::from(e);
             if v != crate::zero_extent_crc().to_le_bytes() {
                 return Err(ostore_os::Error::corrupt(format!(
                     "data checksum mismatch in extent {e} (bytes {}..{}): the file has a \
@@ -74,8 +90,8 @@ fn verify_data(m: &Mounted, f: &File, onum: &Onum, size: u64) -> ostore_os::Resu
                 )));
             }
             checked += 1;
+            it.next().map_err(crate::kve)?;
         }
-        it.next().map_err(crate::kve)?;
     }
     Ok(checked)
 }
