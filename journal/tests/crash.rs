@@ -231,8 +231,10 @@ impl Covered {
 
 fn crash_all_points(seed: u64, threads: u64, inflight: usize, close: bool, cov: &mut Covered) {
     let w = run_workload(seed, threads, inflight, close);
-    let ops = w.fs.ops();
+    // A journal left unclosed keeps its threads: the log may grow past `end`, never
+    // below it.
     let end = w.fs.op_count();
+    let ops = w.fs.ops();
     let mut r = Rng(seed ^ 0x5eed);
     for at in w.base..=end {
         let un = w.fs.unsynced_at(at);
