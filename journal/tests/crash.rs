@@ -15,7 +15,7 @@
 mod common;
 
 use common::*;
-use ostore_journal::vfs::{every_subset, sectors_touched, SimOp, Tear, TearFill};
+use ostore_journal::vfs::{every_subset, sectors_touched, subset, SimOp, Tear, TearFill};
 use ostore_journal::{scan, Journal, Position, SimFs, Vfs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -197,14 +197,7 @@ fn keeps(un: &[usize], r: &mut Rng) -> Vec<Vec<usize>> {
         return every_subset(un).collect();
     }
     let mut out: Vec<Vec<usize>> = (0..=un.len()).map(|k| un[..k].to_vec()).collect();
-    out.extend((0..64).map(|_| {
-        let mask = r.next();
-        un.iter()
-            .enumerate()
-            .filter(|(i, _)| mask >> (i % 64) & 1 == 1)
-            .map(|(_, &op)| op)
-            .collect()
-    }));
+    out.extend((0..64).map(|_| subset(un, r.next())));
     out
 }
 

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use ostore_journal::vfs::{every_subset, sectors_touched, SimOp, Tear, TearFill};
+use ostore_journal::vfs::{every_subset, sectors_touched, subset, SimOp, Tear, TearFill};
 use ostore_journal::{SimFs, Vfs};
 use ostore_os::{CollectionId, Completion, ErrorKind, ObjectId, ObjectStore, OmapKey, Transaction};
 use std::collections::BTreeMap;
@@ -837,10 +837,14 @@ const EVERY_SUBSET_UP_TO: usize = 8;
 /// write, that subset with one kept write torn: cut at a random byte, or with a random
 /// set of its sectors lost (a disk's cache may write a request's sectors in any order).
 /// The third item says whether the kept subset is not a prefix of the unsynced ops.
-fn variants(fs: &SimFs, at: usize, rng: &mut Rng) -> Vec<(Vec<usize>, Option<Tear>, bool)> {
-    let unsynced = fs.unsynced_at(at);
+/// `ops` is the run's whole log ([`SimFs::ops`], copied once per run, not per point).
+fn variants(
+    ops: &[SimOp],
+    unsynced: &[usize],
+    rng: &mut Rng,
+) -> Vec<(Vec<usize>, Option<Tear>, bool)> {
     let keeps: Vec<Vec<usize>> = if unsynced.len() <= EVERY_SUBSET_UP_TO {
-        every_subset(&unsynced).collect()
+        every_subset(unsynced).collect()
     } else {
         let n = unsynced.len();
         let mut lens = vec![0, n];
@@ -848,16 +852,9 @@ fn variants(fs: &SimFs, at: usize, rng: &mut Rng) -> Vec<(Vec<usize>, Option<Tea
         lens.sort_unstable();
         lens.dedup();
         let mut v: Vec<Vec<usize>> = lens.iter().map(|&k| unsynced[..k].to_vec()).collect();
-        v.extend((0..16).map(|_| {
-            let mask = rng.next_u64();
-            (0..n)
-                .filter(|i| mask >> (i % 64) & 1 == 1)
-                .map(|i| unsynced[i])
-                .collect()
-        }));
+        v.extend((0..16).map(|_| subset(unsynced, rng.next_u64())));
         v
     };
-    let ops = fs.ops();
     let mut out = Vec::new();
     for keep in keeps {
         let np = !unsynced.starts_with(&keep);
@@ -1050,6 +1047,7 @@ pub fn sim_crash_concurrent(
         drop(store);
         let marks = marks.lock().unwrap().clone();
         let total = fs.op_count();
+        let ops = fs.ops();
         let mut seen = std::collections::HashSet::new();
         for at in first..=total {
             // Per client: transactions that must be there, and that may be.
@@ -1064,8 +1062,9 @@ pub fn sim_crash_concurrent(
                     (must, may)
                 })
                 .collect();
-            max_unsynced = max_unsynced.max(fs.unsynced_at(at).len());
-            for (keep, tear, non_prefix) in variants(&fs, at, &mut rng) {
+            let unsynced = fs.unsynced_at(at);
+            max_unsynced = max_unsynced.max(unsynced.len());
+            for (keep, tear, non_prefix) in variants(&ops, &unsynced, &mut rng) {
                 let img = fs.crash_state(at, &keep, tear);
                 if !seen.insert((img.fingerprint(), bounds.clone())) {
                     stats.duplicates += 1;
@@ -1341,6 +1340,7 @@ fn crash_workload(
         store.umount().expect("final umount");
         drop(store);
         let total = fs.op_count();
+        let ops = fs.ops();
         let mut first = if shape.after_mkfs { mkfs_done + 1 } else { 0 };
         if let Some(t) = shape.covered_before {
             first = first.max(marks[t].0 + 1);
@@ -1351,7 +1351,7 @@ fn crash_workload(
         for at in first..=total {
             let acked = marks.iter().filter(|(_, a)| *a <= at).count();
             let submitted = marks.iter().filter(|(s, _)| *s <= at).count();
-            for (keep, tear, non_prefix) in variants(&fs, at, rng) {
+            for (keep, tear, non_prefix) in variants(&ops, &fs.unsynced_at(at), rng) {
                 let img = fs.crash_state(at, &keep, tear);
                 if !seen.insert((img.fingerprint(), acked, submitted, at <= mkfs_done)) {
                     stats.duplicates += 1;
@@ -1430,11 +1430,7 @@ fn check_crash_state(
     let n2 = img_copy.op_count();
     let at2 = rng.index(n2 + 1);
     let unsynced = img_copy.unsynced_at(at2);
-    let mask = rng.next_u64();
-    let keep: Vec<usize> = (0..unsynced.len())
-        .filter(|i| mask >> (i % 64) & 1 == 1)
-        .map(|i| unsynced[i])
-        .collect();
+    let keep = subset(&unsynced, rng.next_u64());
     let img3 = img_copy.crash_state(at2, &keep, None);
     match recover(f, &img3, opts) {
         Ok(Some((_, st3))) => assert!(

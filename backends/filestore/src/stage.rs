@@ -259,8 +259,7 @@ impl StageArea {
     /// for reuse up to [`POOL_FILES`] of at most [`POOL_FILE_MAX`] bytes and removing
     /// the others.
     pub(crate) fn release(&self, seq: u64) -> io::Result<()> {
-        let mut remove = Vec::new();
-        {
+        let ids = {
             let mut s = lock(&self.slots);
             let mut ids = std::mem::take(&mut s.leftovers);
             s.linked.retain(|&(q, id)| {
@@ -269,9 +268,22 @@ impl StageArea {
                 }
                 q > seq
             });
-            for id in ids {
-                let keep = std::fs::metadata(self.path(id)).is_ok_and(|m| m.len() <= POOL_FILE_MAX);
-                if keep && s.free.len() < POOL_FILES {
+            ids
+        };
+        // Sizes are read without the lock: stages take it for every large write.
+        let sizes: Vec<(u64, bool)> = ids
+            .into_iter()
+            .map(|id| {
+                let small =
+                    std::fs::metadata(self.path(id)).is_ok_and(|m| m.len() <= POOL_FILE_MAX);
+                (id, small)
+            })
+            .collect();
+        let mut remove = Vec::new();
+        {
+            let mut s = lock(&self.slots);
+            for (id, small) in sizes {
+                if small && s.free.len() < POOL_FILES {
                     s.free.push(id);
                 } else {
                     remove.push(id);

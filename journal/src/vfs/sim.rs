@@ -152,13 +152,17 @@ impl Tear {
 /// so callers bound `len`. A crash may keep any subset of the unsynced operations.
 pub fn every_subset(ops: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
     assert!(ops.len() < 32, "every_subset of {} ops", ops.len());
-    (0u32..1 << ops.len()).map(move |mask| {
-        ops.iter()
-            .enumerate()
-            .filter(|(i, _)| mask >> i & 1 == 1)
-            .map(|(_, &op)| op)
-            .collect()
-    })
+    (0u64..1 << ops.len()).map(move |mask| subset(ops, mask))
+}
+
+/// The subset of `ops` (kept in their order) that `mask` selects: op `i` when bit
+/// `i % 64` is set. A random mask samples a random subset of any number of ops.
+pub fn subset(ops: &[usize], mask: u64) -> Vec<usize> {
+    ops.iter()
+        .enumerate()
+        .filter(|(i, _)| mask >> (i % 64) & 1 == 1)
+        .map(|(_, &op)| op)
+        .collect()
 }
 
 /// How many [`SIM_SECTOR`]s a write of `len` bytes at `offset` touches.
