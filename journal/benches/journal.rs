@@ -6,8 +6,9 @@
 //! OSTORE_BENCH_DIR (default: a directory under /var/tmp, on the root filesystem),
 //! OSTORE_BENCH_FILTER (e.g. "4096x64" to run one cell), OSTORE_BENCH_INFLIGHT (journal
 //! flushes in flight), OSTORE_BENCH_IO=uring (io_uring where allowed instead of pwrite + fdatasync),
-//! OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods), OSTORE_BENCH_BUFFERED=1 (the
-//! journal writes through the page cache instead of O_DIRECT). A third anchor, `raw-direct`, is
+//! OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods), OSTORE_BENCH_DIRECT=<bytes>
+//! (`JournalOptions::direct_below`: batches below that size are written with O_DIRECT,
+//! larger ones through the page cache; 0 = never direct). A third anchor, `raw-direct`, is
 //! the log-shaped loop with O_DIRECT writes: the limit of the journal's own write path.
 
 use ostore_journal::bench::{
@@ -47,7 +48,9 @@ fn main() {
         });
     std::fs::create_dir_all(&base).expect("bench dir");
     let dur = Duration::from_secs(secs);
-    let buffered = env("OSTORE_BENCH_BUFFERED", 0) == 1;
+    let direct = std::env::var("OSTORE_BENCH_DIRECT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
     println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log | raw-direct ops/s (min–max) | journal / raw-direct |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for size in [4096usize, 65536, 1 << 20] {
@@ -65,7 +68,9 @@ fn main() {
             if uring {
                 cfg.options.io = IoMode::Auto;
             }
-            cfg.options.direct_io = !buffered;
+            if let Some(d) = direct {
+                cfg.options.direct_below = d;
+            }
             let (mut js, mut rs, mut ls, mut ds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
                 js.push(run_journal(&cfg).expect("journal run"));

@@ -1,11 +1,12 @@
 //! Byte buffers whose first byte is aligned for direct I/O.
 //!
-//! The journal writes its batches with `O_DIRECT` where the filesystem allows it: on
-//! this machine a buffered `pwrite` of 1 MiB spends most of its time copying into the
-//! page cache (`copy_folio_from_iter`), and `O_DIRECT` + `fdatasync` completed 1.2-1.4x
-//! more 1 MiB writes per second than the buffered loop (fio, BENCHMARKS.md). Direct I/O
-//! needs the buffer's address, the file offset and the length aligned; this type keeps
-//! the address aligned without `unsafe`: it over-allocates a `Vec<u8>` and starts the
+//! The journal writes its small batches with `O_DIRECT` (`JournalOptions::direct_below`)
+//! and FileStore stages large writes that way: a buffered `pwrite` of 1 MiB spends most
+//! of its time copying into the page cache (`copy_folio_from_iter`), and on some disks
+//! `O_DIRECT` + `fdatasync` completes 1.2-1.4x more 1 MiB writes per second than the
+//! buffered loop (fio, BENCHMARKS.md; on others it is slower). Direct I/O needs the
+//! buffer's address, the file offset and the length aligned; this type keeps the
+//! address aligned without `unsafe`: it over-allocates a `Vec<u8>` and starts the
 //! buffer at the first aligned byte, and never lets the `Vec` reallocate on its own.
 
 use std::ops::{Deref, DerefMut};

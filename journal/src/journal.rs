@@ -118,10 +118,18 @@ pub struct JournalOptions {
     /// Run the blank maker in a background thread (off: blanks are made when needed, which keeps
     /// the I/O of simulated-disk tests deterministic).
     pub background_blanks: bool,
-    /// Write batches with `O_DIRECT` where the filesystem allows it and the sector size is
-    /// a multiple of [`ALIGN`] (the batch buffers are aligned; see [`crate::aligned`]).
-    /// `fdatasync` still follows every write, for the device's own cache.
-    pub direct_io: bool,
+    /// Batches of fewer bytes than this are written with `O_DIRECT` (where the filesystem
+    /// allows it and the sector size is a multiple of [`ALIGN`]; the batch buffers are
+    /// aligned, see [`crate::aligned`]), larger ones through the page cache; `fdatasync`
+    /// follows every write either way. 0: never direct; `u64::MAX`: always. Why a size:
+    /// on this VM small direct writes were faster by ratio (4 KiB entries at 4-16
+    /// appenders, 10-25%), while batches of 64 KiB or more went 20-60% faster through the
+    /// page cache on one instance of the VM and about as fast on another (BENCHMARKS.md,
+    /// "Direct I/O for journal writes" and "Direct or page cache, by batch size"). The
+    /// two paths use separate descriptors of the same file: ranges never
+    /// overlap (every batch starts on a fresh sector), and an `fdatasync` on either
+    /// descriptor reports a writeback error of the file.
+    pub direct_below: u64,
 }
 
 impl Default for JournalOptions {
@@ -134,7 +142,7 @@ impl Default for JournalOptions {
             blank_method: BlankMethod::Zeros,
             io: IoMode::Pwrite,
             background_blanks: true,
-            direct_io: true,
+            direct_below: 64 << 10,
         }
     }
 }
@@ -1070,7 +1078,7 @@ impl Inner {
     }
 
     fn worker(&self, rx: Arc<WorkQueue<Sealed>>) {
-        let mut files: HashMap<u64, Box<dyn VfsFile>> = HashMap::new();
+        let mut files: HashMap<(u64, bool), Box<dyn VfsFile>> = HashMap::new();
         let mut ring = match self.opts.io {
             IoMode::Auto => crate::uring::Uring::new(),
             IoMode::Pwrite => None,
@@ -1094,7 +1102,7 @@ impl Inner {
 
     fn write_batch(
         &self,
-        files: &mut HashMap<u64, Box<dyn VfsFile>>,
+        files: &mut HashMap<(u64, bool), Box<dyn VfsFile>>,
         ring: Option<&mut crate::uring::Uring>,
         writes: Vec<(u64, u64, AlignedBuf)>,
         syncs: &[u64],
@@ -1102,13 +1110,15 @@ impl Inner {
         self.check_failed()?;
         crate::failpoint::pause("journal.flush");
         if let Some(&min) = syncs.first() {
-            files.retain(|&v, _| v + 2 >= min);
+            files.retain(|&(v, _), _| v + 2 >= min);
         }
+        let total: u64 = writes.iter().map(|w| w.2.len() as u64).sum();
+        let direct = total < self.opts.direct_below && self.geo.s().is_multiple_of(ALIGN as u64);
         for (vol, _, _) in &writes {
-            self.file(files, *vol)?;
+            self.file(files, *vol, direct)?;
         }
         let max_len = writes.iter().map(|w| w.2.len()).max().unwrap_or(0);
-        let fd = |v: &u64| files.get(v).and_then(|f| f.raw_fd());
+        let fd = |v: &u64| files.get(&(*v, direct)).and_then(|f| f.raw_fd());
         if let Some(ring) = ring {
             let fds: Option<Vec<i32>> = syncs.iter().map(fd).collect();
             let wfds: Option<Vec<i32>> = writes.iter().map(|w| fd(&w.0)).collect();
@@ -1127,14 +1137,14 @@ impl Inner {
             }
         }
         for (vol, off, buf) in &writes {
-            let f = self.file(files, *vol)?;
+            let f = self.file(files, *vol, direct)?;
             f.write_at(buf, *off)
                 .map_err(|e| Error::io("write", volume_path(&self.dir, *vol), e))?;
         }
         // A flush that fails elsewhere meanwhile poisons the journal: no point syncing.
         self.check_failed()?;
         for vol in syncs {
-            let f = self.file(files, *vol)?;
+            let f = self.file(files, *vol, direct)?;
             f.sync_data()
                 .map_err(|e| Error::io("fdatasync", volume_path(&self.dir, *vol), e))?;
         }
@@ -1143,14 +1153,15 @@ impl Inner {
 
     fn file<'f>(
         &self,
-        files: &'f mut HashMap<u64, Box<dyn VfsFile>>,
+        files: &'f mut HashMap<(u64, bool), Box<dyn VfsFile>>,
         vol: u64,
+        direct: bool,
     ) -> Result<&'f dyn VfsFile> {
-        let f = match files.entry(vol) {
+        let f = match files.entry((vol, direct)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let p = volume_path(&self.dir, vol);
-                let mode = if self.opts.direct_io && self.geo.s().is_multiple_of(ALIGN as u64) {
+                let mode = if direct {
                     OpenMode::ReadWriteDirect
                 } else {
                     OpenMode::ReadWrite

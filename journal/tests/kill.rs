@@ -29,10 +29,13 @@ fn meta(inc: u64, tid: u64, i: u64) -> Vec<u8> {
 }
 
 /// Odd incarnations write through io_uring (where the kernel allows it), even ones through
-/// pwrite, so both flush paths are killed mid-flight and continue each other's journal.
+/// pwrite; two in four write every batch with `O_DIRECT`, the others only batches below
+/// 64 KiB (the rest through the page cache), so every flush path is killed mid-flight
+/// and continues the others' journal.
 fn opts(inc: u64) -> JournalOptions {
     JournalOptions {
         max_inflight: 4,
+        direct_below: if inc % 4 >= 2 { u64::MAX } else { 64 << 10 },
         io: if inc % 2 == 1 {
             IoMode::Auto
         } else {
