@@ -15,7 +15,7 @@
 mod common;
 
 use common::*;
-use ostore_journal::vfs::{every_subset, sectors_touched, subset, SimOp, Tear, TearFill};
+use ostore_journal::vfs::{every_subset, kept_writes, subset, Tear, TearFill};
 use ostore_journal::{scan, Journal, Position, SimFs, Vfs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -237,32 +237,18 @@ fn crash_all_points(seed: u64, threads: u64, inflight: usize, close: bool, cov: 
             let mut variants = vec![None];
             // Tear one kept write (a random one: with several batches in flight, any of
             // them may be the one the power cut caught).
-            let writes: Vec<(usize, u64, usize)> = keep
-                .iter()
-                .filter_map(|&i| match &ops[i] {
-                    SimOp::Write { offset, data, .. } => Some((i, *offset, data.len())),
-                    _ => None,
-                })
-                .collect();
+            let writes = kept_writes(&ops, &keep, 0);
             if !writes.is_empty() {
-                let (op, offset, len) = writes[r.below(writes.len() as u64) as usize];
-                let fill = match r.below(3) {
-                    0 => TearFill::Old,
-                    1 => TearFill::Zeros,
-                    _ => TearFill::Garbage(r.next()),
-                };
-                let sectors = len as u64 / 512;
+                let w = writes[r.below(writes.len() as u64) as usize];
+                let fill = TearFill::pick(r.next());
+                let sectors = w.len as u64 / 512;
                 let cut_sector = (r.below(sectors.max(1)) * 512) as usize;
-                let cut_byte = r.below(len.max(1) as u64) as usize;
-                variants.push(Some(Tear::prefix(op, cut_sector, fill)));
-                variants.push(Some(Tear::prefix(op, cut_byte, fill)));
+                let cut_byte = r.below(w.len.max(1) as u64) as usize;
+                variants.push(Some(Tear::prefix(w.op, cut_sector, fill)));
+                variants.push(Some(Tear::prefix(w.op, cut_byte, fill)));
                 // The disk wrote the write's sectors in another order: some of them,
                 // not only a prefix, never arrived.
-                let touched = sectors_touched(offset, len);
-                if touched > 1 {
-                    let lost = r.next() & (u64::MAX >> (64 - touched.min(64)));
-                    variants.push(Some(Tear::scatter(op, lost.max(1), fill)));
-                }
+                variants.extend(Tear::random_scatter(w, r.next(), fill).map(Some));
             }
             for t in variants {
                 let what =

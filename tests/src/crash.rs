@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use ostore_journal::vfs::{every_subset, sectors_touched, subset, SimOp, Tear, TearFill};
+use ostore_journal::vfs::{every_subset, kept_writes, subset, SimOp, Tear, TearFill};
 use ostore_journal::{SimFs, Vfs};
 use ostore_os::{CollectionId, Completion, ErrorKind, ObjectId, ObjectStore, OmapKey, Transaction};
 use std::collections::BTreeMap;
@@ -859,33 +859,21 @@ fn variants(
     for keep in keeps {
         let np = !unsynced.starts_with(&keep);
         out.push((keep.clone(), None, np));
-        let writes: Vec<(usize, u64, usize)> = keep
-            .iter()
-            .filter_map(|&i| match &ops[i] {
-                SimOp::Write { offset, data, .. } if data.len() > 1 => {
-                    Some((i, *offset, data.len()))
-                }
-                _ => None,
-            })
-            .collect();
+        let writes = kept_writes(ops, &keep, 2);
         if writes.is_empty() {
             continue;
         }
-        let (op, offset, len) = writes[rng.index(writes.len())];
-        let fill = match rng.below(3) {
-            0 => TearFill::Old,
-            1 => TearFill::Zeros,
-            _ => TearFill::Garbage(rng.next_u64()),
-        };
+        let w = writes[rng.index(writes.len())];
+        let fill = TearFill::pick(rng.next_u64());
         // One tear per subset, of either kind: tears are sampled anyway, and two per
         // subset cost the exhaustive small-workload tier a quarter more time.
-        let touched = sectors_touched(offset, len);
-        let tear = if touched > 1 && rng.chance(1, 2) {
-            let lost = rng.next_u64() & (u64::MAX >> (64 - touched.min(64)));
-            Tear::scatter(op, lost.max(1), fill)
+        let scatter = if rng.chance(1, 2) {
+            Tear::random_scatter(w, rng.next_u64(), fill)
         } else {
-            Tear::prefix(op, rng.range(1, len as u64 - 1) as usize, fill)
+            None
         };
+        let tear = scatter
+            .unwrap_or_else(|| Tear::prefix(w.op, rng.range(1, w.len as u64 - 1) as usize, fill));
         out.push((keep.clone(), Some(tear), np));
     }
     out

@@ -19,8 +19,8 @@ use std::path::Path;
 
 pub use real::RealFs;
 pub use sim::{
-    every_subset, sectors_touched, subset, Fault, FaultOps, SimFs, SimOp, Tear, TearFill,
-    SIM_SECTOR,
+    every_subset, kept_writes, sectors_touched, subset, Fault, FaultOps, KeptWrite, SimFs, SimOp,
+    Tear, TearFill, SIM_SECTOR,
 };
 
 /// How to open a file.

@@ -105,6 +105,17 @@ pub enum TearFill {
     Garbage(u64),
 }
 
+impl TearFill {
+    /// One of the three fills, picked by a random `word` (which also seeds the garbage).
+    pub fn pick(word: u64) -> TearFill {
+        match word % 3 {
+            0 => TearFill::Old,
+            1 => TearFill::Zeros,
+            _ => TearFill::Garbage(word),
+        }
+    }
+}
+
 /// The unit a disk writes atomically, for [`Tear::lost_sectors`].
 pub const SIM_SECTOR: u64 = 512;
 
@@ -146,6 +157,41 @@ impl Tear {
             lost_sectors,
         }
     }
+
+    /// A scatter tear of `write` losing the sectors a random `word` picks (at least one);
+    /// `None` when the write touches a single sector (a prefix tear covers that).
+    pub fn random_scatter(write: KeptWrite, word: u64, fill: TearFill) -> Option<Self> {
+        let touched = sectors_touched(write.offset, write.len);
+        (touched > 1).then(|| {
+            let lost = word & (u64::MAX >> (64 - touched.min(64)));
+            Tear::scatter(write.op, lost.max(1), fill)
+        })
+    }
+}
+
+/// A write a crash state keeps, which a [`Tear`] may cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptWrite {
+    /// Index in the op log.
+    pub op: usize,
+    /// File offset.
+    pub offset: u64,
+    /// Bytes written.
+    pub len: usize,
+}
+
+/// The writes among the kept ops `keep` of `ops` that are at least `min_len` bytes long.
+pub fn kept_writes(ops: &[SimOp], keep: &[usize], min_len: usize) -> Vec<KeptWrite> {
+    keep.iter()
+        .filter_map(|&op| match ops.get(op) {
+            Some(SimOp::Write { offset, data, .. }) if data.len() >= min_len => Some(KeptWrite {
+                op,
+                offset: *offset,
+                len: data.len(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every subset of `ops` (kept in their order), the empty one first: `2^len` of them,
