@@ -48,11 +48,7 @@ fn roundtrip_spanning_sectors_and_volumes() {
 
     let (j, o, c) = open(dfs.clone(), Path::new(DIR), det_opts(2)).unwrap();
     assert_eq!(o.tail, Tail::Clean);
-    let got: Vec<_> = c
-        .entries
-        .iter()
-        .map(|(_, m, d)| (m.clone(), d.clone()))
-        .collect();
+    let got = c.pairs();
     assert_eq!(got, want);
     let got_pos: Vec<_> = c.entries.iter().map(|e| e.0).collect();
     assert_eq!(got_pos, positions);
@@ -63,11 +59,7 @@ fn roundtrip_spanning_sectors_and_volumes() {
     want.push((m, d));
     j.close().unwrap();
     let (j, _, c) = open(dfs, Path::new(DIR), det_opts(1)).unwrap();
-    let got: Vec<_> = c
-        .entries
-        .iter()
-        .map(|(_, m, d)| (m.clone(), d.clone()))
-        .collect();
+    let got = c.pairs();
     assert_eq!(got, want);
     j.close().unwrap();
 }
@@ -446,11 +438,7 @@ fn direct_and_page_cache_batches_share_volumes() {
     j.close().unwrap();
     let (j, o, c) = open(fs, &dir, opts).unwrap();
     assert_eq!(o.tail, Tail::Clean);
-    let got: Vec<_> = c
-        .entries
-        .iter()
-        .map(|(_, m, d)| (m.clone(), d.clone()))
-        .collect();
+    let got = c.pairs();
     assert_eq!(got.len(), want.len());
     assert!(got == want, "entries differ after reopen");
     j.close().unwrap();

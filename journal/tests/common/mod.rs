@@ -36,6 +36,16 @@ pub struct Collect {
     pub volumes: Vec<u64>,
 }
 
+impl Collect {
+    /// (meta, data) of every entry, in order.
+    pub fn pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.entries
+            .iter()
+            .map(|(_, m, d)| (m.clone(), d.clone()))
+            .collect()
+    }
+}
+
 impl ScanCallbacks for Collect {
     fn meta(&mut self, pos: Position, meta: &[u8], _len: u64) -> MetaAction {
         self.entries.push((pos, meta.to_vec(), Vec::new()));
