@@ -8,7 +8,8 @@
 //! flushes in flight), OSTORE_BENCH_IO=uring (io_uring where allowed instead of pwrite + fdatasync),
 //! OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods), OSTORE_BENCH_DIRECT=<bytes>
 //! (`JournalOptions::direct_below`: batches below that size are written with O_DIRECT,
-//! larger ones through the page cache; 0 = never direct). A third anchor, `raw-direct`, is
+//! larger ones through the page cache; 0 = never direct), OSTORE_BENCH_WAITERS=0 (waiters never
+//! flush their own batch, `JournalOptions::waiters_flush` off). A third anchor, `raw-direct`, is
 //! the log-shaped loop with O_DIRECT writes: the limit of the journal's own write path.
 
 use ostore_journal::bench::{
@@ -51,6 +52,7 @@ fn main() {
     let direct = std::env::var("OSTORE_BENCH_DIRECT")
         .ok()
         .and_then(|v| v.parse::<u64>().ok());
+    let waiters = std::env::var("OSTORE_BENCH_WAITERS").ok().map(|v| v != "0");
     println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log | raw-direct ops/s (min–max) | journal / raw-direct |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for size in [4096usize, 65536, 1 << 20] {
@@ -70,6 +72,9 @@ fn main() {
             }
             if let Some(d) = direct {
                 cfg.options.direct_below = d;
+            }
+            if let Some(w) = waiters {
+                cfg.options.waiters_flush = w;
             }
             let (mut js, mut rs, mut ls, mut ds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {

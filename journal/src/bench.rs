@@ -72,6 +72,16 @@ fn run_threads(
     entry_size: usize,
     body: impl Fn(usize, &AtomicBool, &AtomicU64) -> Result<()> + Sync,
 ) -> Result<BenchResult> {
+    run_threads_until(n, entry_size, body, |elapsed| elapsed >= duration)
+}
+
+/// [`run_threads`] that stops when `done(elapsed)` says so (polled every 5 ms).
+fn run_threads_until(
+    n: usize,
+    entry_size: usize,
+    body: impl Fn(usize, &AtomicBool, &AtomicU64) -> Result<()> + Sync,
+    mut done: impl FnMut(Duration) -> bool,
+) -> Result<BenchResult> {
     let stop = AtomicBool::new(false);
     let count = AtomicU64::new(0);
     let start = Instant::now();
@@ -82,7 +92,9 @@ fn run_threads(
                 s.spawn(move || body(t, stop, count))
             })
             .collect();
-        std::thread::sleep(duration);
+        while !done(start.elapsed()) && !hs.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         stop.store(true, Ordering::SeqCst);
         let mut r = Ok(());
         for h in hs {
@@ -120,26 +132,37 @@ pub fn run_journal(cfg: &BenchConfig) -> Result<BenchResult> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let data = vec![0x5au8; cfg.entry_size];
-    let r = run_threads(
-        cfg.concurrency,
-        cfg.duration,
-        cfg.entry_size,
-        |t, stop, count| {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let meta = [t as u64, i].map(u64::to_le_bytes).concat();
-                let h = j.append(&meta, &data)?;
-                h.wait()?;
-                count.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-                if t == 0 && i.is_multiple_of(64) {
-                    let end = j.end_position().volume;
-                    j.trim_before(end.saturating_sub(1))?;
-                }
+    let appender = |t: usize, stop: &AtomicBool, count: &AtomicU64| -> Result<()> {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let meta = [t as u64, i].map(u64::to_le_bytes).concat();
+            let h = j.append(&meta, &data)?;
+            h.wait()?;
+            count.fetch_add(1, Ordering::Relaxed);
+            i += 1;
+            if t == 0 && i.is_multiple_of(64) {
+                let end = j.end_position().volume;
+                j.trim_before(end.saturating_sub(1))?;
             }
-            Ok(())
-        },
-    );
+        }
+        Ok(())
+    };
+    // Warm up to the steady state before the clock starts: until the journal has moved
+    // through more volumes than the blank pool holds (so trimmed volumes come back as
+    // blanks faster than they are taken) or for at most the measured time. Without it
+    // the pool's first refills (a volume of zeros written and synced each, beside the
+    // journal's own writes) fell inside the measured seconds: 3 of them in a 2 s run of
+    // 1 MiB entries.
+    let first = j.end_position().volume;
+    let settled = first + cfg.options.max_blanks as u64 + 2;
+    run_threads_until(cfg.concurrency, cfg.entry_size, appender, |elapsed| {
+        elapsed >= cfg.duration || j.end_position().volume >= settled
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while j.blanks_ready() < cfg.options.blank_target && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = run_threads(cfg.concurrency, cfg.duration, cfg.entry_size, appender);
     j.close()?;
     let _ = std::fs::remove_dir_all(&dir);
     r

@@ -8,6 +8,12 @@
 //! batch, so the batch size adapts to the load: one appender gets one write + sync per append,
 //! 64 appenders get few syncs carrying many entries, with several in flight at once.
 //!
+//! A thread that waits on its handle ([`AppendHandle::wait`]) while the batch it sealed is
+//! still queued takes that batch back and flushes it itself (`JournalOptions::waiters_flush`):
+//! with one appender each append then costs the write and the sync, not also a wake-up of a
+//! worker and a wake-up back (~0.15 ms of ~1.8 ms per 1 MiB append on this VM, BENCHMARKS.md).
+//! It opens its own descriptors, as a worker does, and counts against `max_inflight` like one.
+//!
 //! A batch is acknowledged (handles complete, callbacks run, in journal order) only once it and
 //! every earlier batch are durable. Each worker opens its own descriptors, so an fdatasync error
 //! is seen by the flush it concerns (Linux reports a writeback error once per open file).
@@ -51,15 +57,15 @@ use crate::scan::{
     VolStats,
 };
 use crate::sync::{
-    relock, rewait, AtomicBool, Builder, Condvar, JoinHandle, Mutex, MutexGuard, Ordering,
-    WorkQueue,
+    relock, rewait, try_relock, AtomicBool, AtomicU64, Builder, Condvar, JoinHandle, Mutex,
+    MutexGuard, Ordering, WorkQueue,
 };
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::Position;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// How blank volumes are allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +136,10 @@ pub struct JournalOptions {
     /// overlap (every batch starts on a fresh sector), and an `fdatasync` on either
     /// descriptor reports a writeback error of the file.
     pub direct_below: u64,
+    /// A thread waiting on an append whose batch is still queued flushes that batch itself
+    /// instead of waking a worker and being woken back (see the module docs). Completions it
+    /// finishes, and the callbacks of `append_with` due then, run on that thread.
+    pub waiters_flush: bool,
 }
 
 impl Default for JournalOptions {
@@ -143,6 +153,7 @@ impl Default for JournalOptions {
             io: IoMode::Pwrite,
             background_blanks: true,
             direct_below: 64 << 10,
+            waiters_flush: true,
         }
     }
 }
@@ -190,10 +201,22 @@ impl Completion {
 }
 
 /// Reports when one append is durable.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppendHandle {
     completion: Arc<Completion>,
     position: Position,
+    /// The journal and the sequence number of the batch, when the append sealed its batch:
+    /// [`AppendHandle::wait`] may flush it itself.
+    sealed: Option<(Weak<Inner>, u64)>,
+}
+
+impl std::fmt::Debug for AppendHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendHandle")
+            .field("position", &self.position)
+            .field("batch", &self.sealed.as_ref().map(|s| s.1))
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppendHandle {
@@ -204,6 +227,13 @@ impl AppendHandle {
 
     /// Block until the entry and everything appended before it are durable, or the journal fails.
     pub fn wait(&self) -> Result<()> {
+        if let Some((inner, seq)) = &self.sealed {
+            if let Some(inner) = inner.upgrade() {
+                if self.poll().is_none() {
+                    inner.flush_queued(*seq);
+                }
+            }
+        }
         let mut s = relock(&self.completion.state);
         loop {
             if let Some(r) = &s.result {
@@ -352,6 +382,8 @@ struct Blanks {
 }
 
 struct Inner {
+    /// For handles that may flush their own batch; never keeps a closed journal alive.
+    me: Weak<Inner>,
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     geo: Geometry,
@@ -366,7 +398,16 @@ struct Inner {
     trim: Mutex<()>,
     blanks: Mutex<Blanks>,
     blank_cv: Condvar,
+    /// The queue of sealed batches, for waiters that take their own batch back.
+    queue: Arc<WorkQueue<Sealed>>,
+    /// Descriptors of the thread flushing a batch it took back; one such thread at a time.
+    waiter_files: Mutex<Files>,
+    /// Batches flushed by their waiters since open.
+    waiter_flushes: AtomicU64,
 }
+
+/// Open volume files of one flushing thread, by volume and direct-I/O mode.
+type Files = HashMap<(u64, bool), Box<dyn VfsFile>>;
 
 /// An open journal. See the module docs.
 pub struct Journal {
@@ -545,7 +586,8 @@ impl Journal {
             spill_in,
         } = outcome.resume.clone();
         let tx = Arc::new(WorkQueue::new());
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
             vfs,
             dir: dir.to_path_buf(),
             geo,
@@ -573,6 +615,9 @@ impl Journal {
             trim: Mutex::new(()),
             blanks: Mutex::new(blanks),
             blank_cv: Condvar::new(),
+            queue: tx.clone(),
+            waiter_files: Mutex::new(Files::new()),
+            waiter_flushes: AtomicU64::new(0),
             opts,
         });
         let mut threads = Vec::new();
@@ -659,6 +704,12 @@ impl Journal {
         relock(&self.inner.blanks).made
     }
 
+    /// Batches flushed by a thread waiting on its own append rather than by a worker, since
+    /// open (see `JournalOptions::waiters_flush`).
+    pub fn waiter_flushes(&self) -> u64 {
+        self.inner.waiter_flushes.load(Ordering::Relaxed)
+    }
+
     /// The error that poisoned the journal, if any.
     pub fn poisoned(&self) -> Option<Arc<Error>> {
         relock(&self.inner.state).poisoned.clone()
@@ -689,6 +740,8 @@ impl Journal {
             // A worker only panics on a bug; the journal is closing either way.
             let _ = t.join();
         }
+        // Close the descriptors a waiter opened to flush its own batch.
+        relock(&self.inner.waiter_files).clear();
         r
     }
 }
@@ -763,13 +816,18 @@ impl Inner {
             ..VolStats::default()
         });
         e.entries = e.entries.saturating_add(1);
+        let mut sealed = None;
         if st.inflight < self.opts.max_inflight {
             let failed = self.seal(&mut st);
+            if failed.is_empty() && self.opts.waiters_flush {
+                sealed = Some((self.me.clone(), st.next_seq - 1));
+            }
             self.finish_locked(st, Vec::new(), failed);
         }
         Ok(AppendHandle {
             completion,
             position: self.geo.position(pos),
+            sealed,
         })
     }
 
@@ -1077,8 +1135,23 @@ impl Inner {
         drop(g);
     }
 
+    /// Flush batch `seq` in the calling thread if it is still queued and no other waiter is
+    /// flushing one (see the module docs); otherwise leave it to the workers.
+    fn flush_queued(&self, seq: u64) {
+        let Some(mut files) = try_relock(&self.waiter_files) else {
+            return;
+        };
+        let Some(s) = self.queue.take(|b| b.seq == seq) else {
+            return;
+        };
+        let r = self.write_batch(&mut files, None, s.writes, &s.syncs);
+        drop(files);
+        self.waiter_flushes.fetch_add(1, Ordering::Relaxed);
+        self.complete(s.seq, r);
+    }
+
     fn worker(&self, rx: Arc<WorkQueue<Sealed>>) {
-        let mut files: HashMap<(u64, bool), Box<dyn VfsFile>> = HashMap::new();
+        let mut files = Files::new();
         let mut ring = match self.opts.io {
             IoMode::Auto => crate::uring::Uring::new(),
             IoMode::Pwrite => None,
@@ -1102,7 +1175,7 @@ impl Inner {
 
     fn write_batch(
         &self,
-        files: &mut HashMap<(u64, bool), Box<dyn VfsFile>>,
+        files: &mut Files,
         ring: Option<&mut crate::uring::Uring>,
         writes: Vec<(u64, u64, AlignedBuf)>,
         syncs: &[u64],
@@ -1151,12 +1224,7 @@ impl Inner {
         Ok(())
     }
 
-    fn file<'f>(
-        &self,
-        files: &'f mut HashMap<(u64, bool), Box<dyn VfsFile>>,
-        vol: u64,
-        direct: bool,
-    ) -> Result<&'f dyn VfsFile> {
+    fn file<'f>(&self, files: &'f mut Files, vol: u64, direct: bool) -> Result<&'f dyn VfsFile> {
         let f = match files.entry((vol, direct)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {

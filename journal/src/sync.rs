@@ -5,14 +5,14 @@
 //! holding one, so shuttle need not see them.
 
 #[cfg(feature = "shuttle")]
-pub(crate) use shuttle::sync::atomic::{AtomicBool, Ordering};
+pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(feature = "shuttle")]
 pub(crate) use shuttle::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(feature = "shuttle")]
 pub(crate) use shuttle::thread::{Builder, JoinHandle};
 
 #[cfg(not(feature = "shuttle"))]
-pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(feature = "shuttle"))]
@@ -24,6 +24,15 @@ use std::collections::VecDeque;
 /// append.
 pub(crate) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lock `m` if no one holds it (ignoring poison as [`relock`] does); `None` if busy.
+pub(crate) fn try_relock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Wait on `cv`, ignoring poison as [`relock`] does.
@@ -73,6 +82,13 @@ impl<T> WorkQueue<T> {
         }
     }
 
+    /// Remove and return the first queued item that `pred` accepts, without waiting.
+    pub(crate) fn take(&self, pred: impl Fn(&T) -> bool) -> Option<T> {
+        let mut s = relock(&self.state);
+        let i = s.0.iter().position(pred)?;
+        s.0.remove(i)
+    }
+
     /// Refuse new items; consumers drain what is queued, then get `None`.
     pub(crate) fn close(&self) {
         relock(&self.state).1 = true;
@@ -95,6 +111,19 @@ mod tests {
         assert_eq!(q.pop(), Some(1));
         assert_eq!(q.pop(), Some(2));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn take_removes_the_first_match_only() {
+        let q = WorkQueue::new();
+        for i in [1, 2, 3, 2] {
+            q.push(i).unwrap();
+        }
+        assert_eq!(q.take(|&i| i == 2), Some(2));
+        assert_eq!(q.take(|&i| i == 7), None);
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.pop(), Some(3));
+        assert_eq!(q.pop(), Some(2));
     }
 
     #[test]

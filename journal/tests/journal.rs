@@ -443,3 +443,65 @@ fn direct_and_page_cache_batches_share_volumes() {
     assert!(got == want, "entries differ after reopen");
     j.close().unwrap();
 }
+
+/// A waiter whose batch is still queued flushes it itself; the journal reads back the same,
+/// and a sync failure met by a waiter poisons the journal as one met by a worker does.
+#[test]
+fn waiters_flush_their_own_batches() {
+    for waiters_flush in [true, false] {
+        let (_fs, dfs) = setup();
+        let opts = JournalOptions {
+            waiters_flush,
+            ..det_opts(2)
+        };
+        let (j, _, _) = open(dfs.clone(), Path::new(DIR), opts.clone()).unwrap();
+        let mut want = Vec::new();
+        for i in 0..100 {
+            let (m, d) = entry(7, i, 3000);
+            j.append(&m, &d).unwrap().wait().unwrap();
+            want.push((m, d));
+        }
+        let by_waiters = j.waiter_flushes();
+        if waiters_flush {
+            // Each append seals its own batch (nothing else is in flight), and the worker
+            // woken for it would have to beat the appender's next instruction 100 times.
+            assert!(by_waiters > 0, "no batch was flushed by its waiter");
+            assert!(by_waiters <= 100);
+        } else {
+            assert_eq!(by_waiters, 0);
+        }
+        j.close().unwrap();
+        let (j, _, c) = open(dfs, Path::new(DIR), opts).unwrap();
+        assert_eq!(c.pairs(), want);
+        j.close().unwrap();
+    }
+
+    // The first fdatasync fails: the append's wait reports the poisoning whichever thread
+    // flushed, and over tries at least one failure was met by the waiter itself.
+    let mut met_by_waiter = 0;
+    for i in 0..20 {
+        let (fs, dfs) = setup();
+        let (j, _, _) = open(dfs, Path::new(DIR), det_opts(2)).unwrap();
+        // The first append makes the first volume (with a sync of its own); fail the
+        // second append's flush.
+        j.append(b"first", b"x").unwrap().wait().unwrap();
+        let before = j.waiter_flushes();
+        fs.set_fault(Some(Fault {
+            ops: FaultOps::Sync,
+            nth: 1,
+            errno: libc::EIO,
+            persistent: false,
+        }));
+        let (m, d) = entry(8, i, 300);
+        let e = j.append(&m, &d).unwrap().wait().unwrap_err();
+        assert!(matches!(e, Error::Poisoned(_)), "{e}");
+        assert!(fs.fault_fired());
+        met_by_waiter += j.waiter_flushes() - before;
+        assert!(j.append(b"m", b"d").is_err());
+        assert!(j.close().is_err());
+    }
+    assert!(
+        met_by_waiter > 0,
+        "no failing flush ran on the waiting thread"
+    );
+}
