@@ -1,16 +1,21 @@
 //! `cargo bench -p ostore-journal`: durable appends/s and MB/s at 4 KiB, 64 KiB and 1 MiB, at 1,
 //! 4, 16 and 64 appenders, beside the raw pwrite + fdatasync loop (same sizes, same number of
-//! independent writers) run in the same process, interleaved. Prints a markdown table of medians.
+//! independent writers) run in the same process, interleaved. Prints a markdown table of medians,
+//! and the median (min-max) of each rep's journal / raw-log ratio: the two runs of a rep are
+//! seconds apart, so that ratio moves less with this VM's disk than the ratio of medians.
 //!
 //! Environment: OSTORE_BENCH_SECS (default 2), OSTORE_BENCH_REPS (default 3),
 //! OSTORE_BENCH_DIR (default: a directory under /var/tmp, on the root filesystem),
 //! OSTORE_BENCH_FILTER (e.g. "4096x64" to run one cell), OSTORE_BENCH_INFLIGHT (journal
-//! flushes in flight), OSTORE_BENCH_IO=uring (io_uring where allowed instead of pwrite + fdatasync),
+//! flushes in flight), OSTORE_BENCH_IO=uring|pwrite (io_uring where allowed, or pwrite + fdatasync),
 //! OSTORE_BENCH_BLANKS=1 (also compare blank allocation methods), OSTORE_BENCH_DIRECT=<bytes>
 //! (`JournalOptions::direct_below`: batches below that size are written with O_DIRECT,
 //! larger ones through the page cache; 0 = never direct), OSTORE_BENCH_WAITERS=0 (waiters never
-//! flush their own batch, `JournalOptions::waiters_flush` off). A third anchor, `raw-direct`, is
+//! flush their own batch, `JournalOptions::waiters_flush` off), OSTORE_BENCH_INPLACE=<bytes>
+//! (`JournalOptions::inplace_from`: entries with that much data or more are written in place
+//! by their appenders; 18446744073709551615 = never). A third anchor, `raw-direct`, is
 //! the log-shaped loop with O_DIRECT writes: the limit of the journal's own write path.
+//! A value that does not parse stops the run with a message naming the variable.
 
 use ostore_journal::bench::{
     config, run_journal, run_raw, run_raw_direct, run_raw_log, BenchResult,
@@ -18,11 +23,31 @@ use ostore_journal::bench::{
 use ostore_journal::{BlankMethod, IoMode};
 use std::time::Duration;
 
+/// A numeric setting; an unparseable value stops the run with a message rather than
+/// measuring something else than asked.
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    env_opt(name).unwrap_or(default)
+}
+
+/// A setting that must be one of `allowed`.
+fn env_choice(name: &str, allowed: &[&str]) -> Option<String> {
+    let v = std::env::var(name).ok()?;
+    if !allowed.contains(&v.as_str()) {
+        eprintln!("{name}={v:?} is not one of {allowed:?}");
+        std::process::exit(2);
+    }
+    Some(v)
+}
+
+fn env_opt(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    match v.parse() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            eprintln!("{name}={v:?} is not a number of the expected kind: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 fn median(mut v: Vec<BenchResult>) -> (BenchResult, f64, f64) {
@@ -41,7 +66,18 @@ fn main() {
     let reps = env("OSTORE_BENCH_REPS", 3).max(1);
     let inflight = env("OSTORE_BENCH_INFLIGHT", 0) as usize;
     let filter = std::env::var("OSTORE_BENCH_FILTER").ok();
-    let uring = std::env::var("OSTORE_BENCH_IO").is_ok_and(|v| v == "uring");
+    let sizes = [4096usize, 65536, 1 << 20];
+    let concs = [1usize, 4, 16, 64];
+    if let Some(f) = &filter {
+        if !sizes
+            .iter()
+            .any(|s| concs.iter().any(|c| *f == format!("{s}x{c}")))
+        {
+            eprintln!("OSTORE_BENCH_FILTER={f:?} names no cell (SIZExAPPENDERS, e.g. 4096x64)");
+            std::process::exit(2);
+        }
+    }
+    let uring = env_choice("OSTORE_BENCH_IO", &["pwrite", "uring"]).is_some_and(|v| v == "uring");
     let base = std::env::var("OSTORE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| {
@@ -49,14 +85,13 @@ fn main() {
         });
     std::fs::create_dir_all(&base).expect("bench dir");
     let dur = Duration::from_secs(secs);
-    let direct = std::env::var("OSTORE_BENCH_DIRECT")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok());
-    let waiters = std::env::var("OSTORE_BENCH_WAITERS").ok().map(|v| v != "0");
-    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log | raw-direct ops/s (min–max) | journal / raw-direct |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for size in [4096usize, 65536, 1 << 20] {
-        for conc in [1usize, 4, 16, 64] {
+    let direct = env_opt("OSTORE_BENCH_DIRECT");
+    let inplace = env_opt("OSTORE_BENCH_INPLACE");
+    let waiters = env_choice("OSTORE_BENCH_WAITERS", &["0", "1"]).map(|v| v == "1");
+    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log | raw-direct ops/s (min–max) | journal / raw-direct | journal / raw-log, per rep |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for size in sizes {
+        for conc in concs {
             if filter
                 .as_ref()
                 .is_some_and(|f| *f != format!("{size}x{conc}"))
@@ -73,6 +108,9 @@ fn main() {
             if let Some(d) = direct {
                 cfg.options.direct_below = d;
             }
+            if let Some(n) = inplace {
+                cfg.options.inplace_from = n;
+            }
             if let Some(w) = waiters {
                 cfg.options.waiters_flush = w;
             }
@@ -83,6 +121,14 @@ fn main() {
                 ls.push(run_raw_log(&cfg).expect("raw log run"));
                 ds.push(run_raw_direct(&cfg).expect("raw direct run"));
             }
+            // The journal and raw-log runs of one rep are next to each other in time, so
+            // their ratio is less moved by the disk's drift than the ratio of medians.
+            let mut per_rep: Vec<f64> = js
+                .iter()
+                .zip(&ls)
+                .map(|(j, l)| j.ops_per_sec() / l.ops_per_sec())
+                .collect();
+            per_rep.sort_by(f64::total_cmp);
             let (j, jlo, jhi) = median(js);
             let (r, rlo, rhi) = median(rs);
             let (l, llo, lhi) = median(ls);
@@ -93,7 +139,7 @@ fn main() {
                 _ => "1 MiB",
             };
             println!(
-                "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} | {:.0} ({llo:.0}–{lhi:.0}) | {:.2} | {:.0} ({dlo:.0}–{dhi:.0}) | {:.2} |",
+                "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} | {:.0} ({llo:.0}–{lhi:.0}) | {:.2} | {:.0} ({dlo:.0}–{dhi:.0}) | {:.2} | {:.2} ({:.2}–{:.2}) |",
                 j.ops_per_sec(),
                 j.mb_per_sec(),
                 r.ops_per_sec(),
@@ -102,7 +148,10 @@ fn main() {
                 l.ops_per_sec(),
                 j.ops_per_sec() / l.ops_per_sec(),
                 d.ops_per_sec(),
-                j.ops_per_sec() / d.ops_per_sec()
+                j.ops_per_sec() / d.ops_per_sec(),
+                per_rep[per_rep.len() / 2],
+                per_rep[0],
+                per_rep[per_rep.len() - 1],
             );
         }
     }

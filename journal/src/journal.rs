@@ -3,16 +3,29 @@
 //! ## Group commit
 //! Appenders copy their entry into the *open batch* under one lock, so journal order is the
 //! order of `append` calls. Whenever fewer than `max_inflight` flushes are running, the open
-//! batch is sealed and handed to an I/O worker, which writes it (one `pwrite` per volume it
+//! batch is sealed and handed to an I/O worker, which writes it (one `pwrite` per range of a volume it
 //! touches) and `fdatasync`s it. While all workers are busy, appends accumulate in the open
 //! batch, so the batch size adapts to the load: one appender gets one write + sync per append,
 //! 64 appenders get few syncs carrying many entries, with several in flight at once.
 //!
 //! A thread that waits on its handle ([`AppendHandle::wait`]) while the batch it sealed is
-//! still queued takes that batch back and flushes it itself (`JournalOptions::waiters_flush`):
-//! with one appender each append then costs the write and the sync, not also a wake-up of a
-//! worker and a wake-up back (~0.15 ms of ~1.8 ms per 1 MiB append on this VM, BENCHMARKS.md).
-//! It opens its own descriptors, as a worker does, and counts against `max_inflight` like one.
+//! still queued takes that batch back and flushes it itself (`JournalOptions::waiters_flush`),
+//! if the batch holds its entry alone and no other flush was in flight: one appender then
+//! pays for the write and the sync, not also a wake-up of a worker and a wake-up back
+//! (~0.15 ms of ~1.8 ms per 1 MiB append on this VM, BENCHMARKS.md). Under load the batches
+//! stay with the workers: with 16-64 appenders, appenders flushing them cost 10-20% of the
+//! appends per second. A waiter opens its own descriptors, as a worker does, and counts
+//! against `max_inflight` like one.
+//!
+//! An entry with at least `JournalOptions::inplace_from` bytes of data (512 KiB by default) is
+//! not copied whole: the whole sectors its data fills are written by its appender, straight
+//! from the caller's buffer with one `pwritev` of sector headers and data slices, after the
+//! appender reserved them in the open batch and released the lock. The batch is not sealed
+//! while such a write runs (its `writers` count); its flush writes the rest (batch header,
+//! the partial first and last sectors, other entries) and syncs the whole. The bytes on disk
+//! are those a copied entry would leave. This saves the appender's copy of the data (~0.14
+//! ms per MiB on this VM), the one copy the page cache does not need; for 64 KiB entries the
+//! two extra writes cost more than the copy (BENCHMARKS.md, 2026-12-07).
 //!
 //! A batch is acknowledged (handles complete, callbacks run, in journal order) only once it and
 //! every earlier batch are durable. Each worker opens its own descriptors, so an fdatasync error
@@ -136,10 +149,17 @@ pub struct JournalOptions {
     /// overlap (every batch starts on a fresh sector), and an `fdatasync` on either
     /// descriptor reports a writeback error of the file.
     pub direct_below: u64,
-    /// A thread waiting on an append whose batch is still queued flushes that batch itself
-    /// instead of waking a worker and being woken back (see the module docs). Completions it
+    /// A thread waiting on an append that sealed a batch of its entry alone, while no other
+    /// flush was in flight, flushes that batch itself if it is still queued, instead of
+    /// waking a worker and being woken back (see the module docs). Completions it
     /// finishes, and the callbacks of `append_with` due then, run on that thread.
     pub waiters_flush: bool,
+    /// Entries with at least this many bytes of data have the whole sectors of their data
+    /// written by the appending thread itself, straight from the caller's buffer (one
+    /// `pwritev` of sector headers and data slices, into the page cache), rather than
+    /// copied into the batch; the batch's flush then writes the rest and syncs it all. The
+    /// bytes on disk are the same. `u64::MAX`: never.
+    pub inplace_from: u64,
 }
 
 impl Default for JournalOptions {
@@ -154,6 +174,7 @@ impl Default for JournalOptions {
             background_blanks: true,
             direct_below: 64 << 10,
             waiters_flush: true,
+            inplace_from: 512 << 10,
         }
     }
 }
@@ -260,10 +281,27 @@ struct Seg {
     buf: AlignedBuf,
 }
 
+/// Whole sectors of a large entry's data that its appender writes itself (see
+/// `JournalOptions::inplace_from`): `sectors` sectors of volume `vol` from `first_sector`,
+/// carrying `data` (a range of the entry's data).
+#[derive(Debug)]
+struct Run {
+    vol: u64,
+    first_sector: u64,
+    sectors: u64,
+    data: std::ops::Range<usize>,
+}
+
 struct OpenBatch {
     start: StreamPos,
     cur: StreamPos,
     segs: Vec<Seg>,
+    /// The next bytes start a new segment: sectors before them are written in place.
+    gap: bool,
+    /// Appenders writing runs of this batch right now: it is not sealed before they finish.
+    writers: usize,
+    /// Bytes written in place (whole sectors), for the choice of direct I/O.
+    inplace_bytes: u64,
     payload_len: u64,
     entries: u32,
     entries_crc: u32,
@@ -276,6 +314,9 @@ impl OpenBatch {
             start,
             cur: start,
             segs: Vec::new(),
+            gap: false,
+            writers: 0,
+            inplace_bytes: 0,
             payload_len: 0,
             entries: 0,
             entries_crc: 0,
@@ -283,6 +324,62 @@ impl OpenBatch {
         };
         b.put(geo, magic, &[0u8; batch::HEADER_LEN]);
         b
+    }
+
+    /// Start a segment at the current position.
+    fn open_seg(&mut self, geo: &Geometry) {
+        let first_sector = if self.cur.soff == 0 {
+            0
+        } else {
+            1 + self.cur.soff / geo.payload()
+        };
+        let mut buf = AlignedBuf::default();
+        if first_sector == 0 {
+            // Sector 0 holds the volume header, filled in at seal time.
+            buf.resize(geo.s() as usize, 0);
+        }
+        self.segs.push(Seg {
+            vol: self.cur.vol,
+            first_sector,
+            buf,
+        });
+        self.gap = false;
+    }
+
+    /// Lay out `data` as [`OpenBatch::put`] does, except the whole sectors it fills: those
+    /// are left out of the batch's buffers and returned, for the appender to write.
+    fn put_inplace(&mut self, geo: &Geometry, magic: u32, data: &[u8]) -> Vec<Run> {
+        let pl = geo.payload() as usize;
+        let mut runs = Vec::new();
+        let mut done = 0;
+        while done < data.len() {
+            let within = (self.cur.soff % pl as u64) as usize;
+            let left = data.len() - done;
+            if within != 0 || left < pl {
+                let take = left.min(pl - within);
+                self.put(geo, magic, &data[done..done + take]);
+                done += take;
+                continue;
+            }
+            let first_sector = 1 + self.cur.soff / pl as u64;
+            let sectors = ((left / pl) as u64).min(geo.data_sectors() + 1 - first_sector);
+            if self.cur.soff == 0 && self.segs.last().is_none_or(|g| g.vol != self.cur.vol) {
+                // The volume header stays in the batch.
+                self.open_seg(geo);
+            }
+            let len = sectors as usize * pl;
+            runs.push(Run {
+                vol: self.cur.vol,
+                first_sector,
+                sectors,
+                data: done..done + len,
+            });
+            self.inplace_bytes += sectors * geo.s();
+            self.cur = geo.advance(self.cur, len as u64);
+            self.gap = true;
+            done += len;
+        }
+        runs
     }
 
     /// Append stream bytes, laying them out in sectors (and volumes) as they go.
@@ -293,18 +390,8 @@ impl OpenBatch {
         while !bytes.is_empty() {
             let idx = 1 + self.cur.soff / pl;
             let within = (self.cur.soff % pl) as usize;
-            if self.segs.last().is_none_or(|g| g.vol != self.cur.vol) {
-                let first_sector = if self.cur.soff == 0 { 0 } else { idx };
-                let mut buf = AlignedBuf::default();
-                if first_sector == 0 {
-                    // Sector 0 holds the volume header, filled in at seal time.
-                    buf.resize(s, 0);
-                }
-                self.segs.push(Seg {
-                    vol: self.cur.vol,
-                    first_sector,
-                    buf,
-                });
+            if self.gap || self.segs.last().is_none_or(|g| g.vol != self.cur.vol) {
+                self.open_seg(geo);
             }
             let Some(seg) = self.segs.last_mut() else {
                 return;
@@ -341,6 +428,8 @@ struct Sealed {
     seq: u64,
     writes: Vec<(u64, u64, AlignedBuf)>,
     syncs: Vec<u64>,
+    /// Bytes of the batch its appenders wrote in place (already in the page cache).
+    inplace: u64,
 }
 
 struct Pending {
@@ -404,6 +493,11 @@ struct Inner {
     waiter_files: Mutex<Files>,
     /// Batches flushed by their waiters since open.
     waiter_flushes: AtomicU64,
+    /// Descriptors for appenders writing in place (one at a time; others open their own).
+    inplace_files: Mutex<Files>,
+    /// `opts.direct_below`, or 0 when the sector size is not a multiple of [`ALIGN`]
+    /// (direct writes would need an aligned bounce copy).
+    direct_below: u64,
 }
 
 /// Open volume files of one flushing thread, by volume and direct-I/O mode.
@@ -618,6 +712,12 @@ impl Journal {
             queue: tx.clone(),
             waiter_files: Mutex::new(Files::new()),
             waiter_flushes: AtomicU64::new(0),
+            inplace_files: Mutex::new(Files::new()),
+            direct_below: if geo.s().is_multiple_of(ALIGN as u64) {
+                opts.direct_below
+            } else {
+                0
+            },
             opts,
         });
         let mut threads = Vec::new();
@@ -742,6 +842,7 @@ impl Journal {
         }
         // Close the descriptors a waiter opened to flush its own batch.
         relock(&self.inner.waiter_files).clear();
+        relock(&self.inner.inplace_files).clear();
         r
     }
 }
@@ -786,11 +887,10 @@ impl Inner {
             if st.closed {
                 return Err(Error::Closed);
             }
-            let full = st
-                .open
-                .as_ref()
-                .is_some_and(|b| b.payload_len >= self.opts.max_batch_bytes)
-                && st.inflight >= self.opts.max_inflight;
+            let full = st.open.as_ref().is_some_and(|b| {
+                b.payload_len >= self.opts.max_batch_bytes
+                    && (st.inflight >= self.opts.max_inflight || b.writers > 0)
+            });
             if !full {
                 break;
             }
@@ -803,7 +903,15 @@ impl Inner {
         let pos = b.cur;
         b.put(&self.geo, self.magic, &hdr);
         b.put(&self.geo, self.magic, meta);
-        b.put(&self.geo, self.magic, data);
+        let runs = if data.len() as u64 >= self.opts.inplace_from {
+            b.put_inplace(&self.geo, self.magic, data)
+        } else {
+            b.put(&self.geo, self.magic, data);
+            Vec::new()
+        };
+        if !runs.is_empty() {
+            b.writers += 1;
+        }
         b.payload_len += entry::HEADER_LEN as u64 + meta.len() as u64 + data.len() as u64;
         b.entries += 1;
         b.entries_crc = crc32c::crc32c_append(b.entries_crc, &hdr);
@@ -816,11 +924,23 @@ impl Inner {
             ..VolStats::default()
         });
         e.entries = e.entries.saturating_add(1);
+        if !runs.is_empty() {
+            st = self.write_runs(st, &runs, data)?;
+        }
         let mut sealed = None;
         if st.inflight < self.opts.max_inflight {
+            let alone = st.open.as_ref().is_some_and(|b| b.entries == 1);
+            let seq = st.next_seq;
             let failed = self.seal(&mut st);
-            if failed.is_empty() && self.opts.waiters_flush {
-                sealed = Some((self.me.clone(), st.next_seq - 1));
+            // Only when nothing else is in flight: with 16-64 appenders, appenders flushing
+            // even single-entry batches cost 10-20% of the appends per second.
+            if failed.is_empty()
+                && st.next_seq == seq + 1
+                && alone
+                && st.inflight == 1
+                && self.opts.waiters_flush
+            {
+                sealed = Some((self.me.clone(), seq));
             }
             self.finish_locked(st, Vec::new(), failed);
         }
@@ -829,6 +949,83 @@ impl Inner {
             position: self.geo.position(pos),
             sealed,
         })
+    }
+
+    /// Write the appender's in-place runs (see `JournalOptions::inplace_from`) with the
+    /// state lock released, then take it back. The open batch is not sealed meanwhile (its
+    /// `writers` count holds it). A failure poisons the journal.
+    fn write_runs<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        runs: &[Run],
+        data: &[u8],
+    ) -> Result<MutexGuard<'a, State>> {
+        // The volumes must exist before their sectors are written.
+        let mut r = Ok(());
+        for run in runs {
+            if !st.live.contains(&run.vol) {
+                r = self.activate(run.vol);
+                if r.is_err() {
+                    break;
+                }
+                st.live.insert(run.vol);
+            }
+        }
+        if r.is_ok() {
+            drop(st);
+            r = self.write_runs_unlocked(runs, data);
+            st = self.lock();
+        }
+        if let Some(b) = st.open.as_mut() {
+            b.writers -= 1;
+        }
+        // A drain, or appenders held by a full batch, wait for the writers to finish.
+        self.space.notify_all();
+        if let Err(e) = r {
+            let failed = self.poison(&mut st, e);
+            let p = st.poisoned.clone();
+            self.finish_locked(st, Vec::new(), failed);
+            return Err(p.map_or(Error::Closed, Error::Poisoned));
+        }
+        if let Some(p) = &st.poisoned {
+            return Err(Error::Poisoned(p.clone()));
+        }
+        Ok(st)
+    }
+
+    fn write_runs_unlocked(&self, runs: &[Run], data: &[u8]) -> Result<()> {
+        self.check_failed()?;
+        let s = self.geo.s();
+        let pl = self.geo.payload() as usize;
+        // One descriptor cache for in-place writers; one who finds it busy opens its own.
+        let mut cache = try_relock(&self.inplace_files);
+        for run in runs {
+            let hdr = sector::encode(self.magic, run.vol);
+            let mut iov: Vec<&[u8]> = Vec::with_capacity(2 * run.sectors as usize);
+            for chunk in data[run.data.clone()].chunks(pl) {
+                iov.push(&hdr);
+                iov.push(chunk);
+            }
+            let path = volume_path(&self.dir, run.vol);
+            let write = |f: &dyn VfsFile| {
+                f.write_vectored_at(&iov, run.first_sector * s)
+                    .map_err(|e| Error::io("write", &path, e))
+            };
+            match cache.as_mut() {
+                Some(files) => {
+                    files.retain(|&(v, _), _| v + 2 >= run.vol);
+                    write(self.file(files, run.vol, false)?)?;
+                }
+                None => {
+                    let f = self
+                        .vfs
+                        .open(&path, OpenMode::ReadWrite)
+                        .map_err(|e| Error::io("open", &path, e))?;
+                    write(&*f)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Seal the open batch and send it to a worker. On failure the journal is poisoned and the
@@ -841,6 +1038,10 @@ impl Inner {
     }
 
     fn try_seal(&self, st: &mut State) -> Result<()> {
+        if st.open.as_ref().is_some_and(|b| b.writers > 0) {
+            // Appenders are still writing sectors of it in place; the last one seals it.
+            return Ok(());
+        }
         let Some(mut b) = st.open.take() else {
             return Ok(());
         };
@@ -967,8 +1168,12 @@ impl Inner {
                 st.live.insert(seg.vol);
             }
         }
+        let inplace = b.inplace_bytes;
         for seg in b.segs {
-            syncs.push(seg.vol);
+            // A volume holds several segments when runs were written in place between them.
+            if syncs.last() != Some(&seg.vol) {
+                syncs.push(seg.vol);
+            }
             writes.push((seg.vol, seg.first_sector * s as u64, seg.buf));
         }
         writes.extend(tocs);
@@ -983,8 +1188,13 @@ impl Inner {
         let Some(tx) = &st.tx else {
             return Err(Error::Closed);
         };
-        tx.push(Sealed { seq, writes, syncs })
-            .map_err(|_| Error::Closed)
+        tx.push(Sealed {
+            seq,
+            writes,
+            syncs,
+            inplace,
+        })
+        .map_err(|_| Error::Closed)
     }
 
     /// Make `v.vol` exist: reuse a leftover file of that number or rename a blank to it.
@@ -1144,7 +1354,7 @@ impl Inner {
         let Some(s) = self.queue.take(|b| b.seq == seq) else {
             return;
         };
-        let r = self.write_batch(&mut files, None, s.writes, &s.syncs);
+        let r = self.write_batch(&mut files, None, s.writes, &s.syncs, s.inplace);
         drop(files);
         self.waiter_flushes.fetch_add(1, Ordering::Relaxed);
         self.complete(s.seq, r);
@@ -1157,7 +1367,7 @@ impl Inner {
             IoMode::Pwrite => None,
         };
         while let Some(s) = rx.pop() {
-            let r = self.write_batch(&mut files, ring.as_mut(), s.writes, &s.syncs);
+            let r = self.write_batch(&mut files, ring.as_mut(), s.writes, &s.syncs, s.inplace);
             self.complete(s.seq, r);
         }
     }
@@ -1179,6 +1389,7 @@ impl Inner {
         ring: Option<&mut crate::uring::Uring>,
         writes: Vec<(u64, u64, AlignedBuf)>,
         syncs: &[u64],
+        inplace: u64,
     ) -> Result<()> {
         self.check_failed()?;
         crate::failpoint::pause("journal.flush");
@@ -1186,7 +1397,7 @@ impl Inner {
             files.retain(|&(v, _), _| v + 2 >= min);
         }
         let total: u64 = writes.iter().map(|w| w.2.len() as u64).sum();
-        let direct = total < self.opts.direct_below && self.geo.s().is_multiple_of(ALIGN as u64);
+        let direct = total.saturating_add(inplace) < self.direct_below;
         for (vol, _, _) in &writes {
             self.file(files, *vol, direct)?;
         }
@@ -1286,8 +1497,9 @@ impl Inner {
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
-            if st.open.is_some() {
-                if st.inflight < self.opts.max_inflight {
+            if let Some(b) = &st.open {
+                // Sealed by its last in-place writer otherwise, who then signals `space`.
+                if b.writers == 0 && st.inflight < self.opts.max_inflight {
                     let failed = self.seal(&mut st);
                     if !failed.is_empty() {
                         self.finish_locked(st, Vec::new(), failed);

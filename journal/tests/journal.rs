@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use ostore_journal::vfs::{Fault, FaultOps};
+use ostore_journal::vfs::{read_full_at, Fault, FaultOps, SimOp};
 use ostore_journal::{
-    dump_volume, scan, volume_path, Error, Journal, JournalOptions, SimFs, Tail, Vfs,
+    dump_volume, scan, volume_path, Error, Journal, JournalOptions, OpenMode, SimFs, Tail, Vfs,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -504,4 +504,97 @@ fn waiters_flush_their_own_batches() {
         met_by_waiter > 0,
         "no failing flush ran on the waiting thread"
     );
+}
+
+/// Every file of `dir` on `fs`, by name.
+fn files_of(fs: &SimFs, dir: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in fs.list_dir(Path::new(dir)).unwrap() {
+        let p = Path::new(dir).join(&name);
+        let f = fs.open(&p, OpenMode::Read).unwrap();
+        let mut b = vec![0u8; f.len().unwrap() as usize];
+        assert_eq!(read_full_at(&*f, &mut b, 0).unwrap(), b.len());
+        out.insert(name, b);
+    }
+    out
+}
+
+/// Entries whose whole data sectors their appenders write in place leave the same bytes on
+/// disk as entries copied into their batches (the format does not change), and read back.
+#[test]
+fn inplace_writes_leave_the_same_bytes() {
+    let copied = SimFs::new();
+    Journal::create(&copied, Path::new(DIR), small_geo()).unwrap();
+    // The same journal (same magic) on a second disk.
+    let inplace = SimFs::new();
+    inplace.create_dir_all(Path::new(DIR)).unwrap();
+    for (name, bytes) in files_of(&copied, DIR) {
+        let f = inplace
+            .open(&Path::new(DIR).join(name), OpenMode::CreateNew)
+            .unwrap();
+        f.write_at(&bytes, 0).unwrap();
+        f.sync_all().unwrap();
+    }
+    inplace.sync_dir(Path::new(DIR)).unwrap();
+    let run = |fs: &SimFs, inplace_from: u64| {
+        let dfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+        let opts = JournalOptions {
+            inplace_from,
+            ..det_opts(2)
+        };
+        let (j, _, _) = open(dfs.clone(), Path::new(DIR), opts.clone()).unwrap();
+        let mut want = Vec::new();
+        for i in 0..40u64 {
+            // Up to ~3 volumes (7 KiB of stream each), starting anywhere in a sector.
+            let (m, d) = entry(9, i, [10, 600, 3_000, 20_000][i as usize % 4]);
+            j.append(&m, &d).unwrap().wait().unwrap();
+            want.push((m, d));
+        }
+        j.close().unwrap();
+        let (j, _, c) = open(dfs, Path::new(DIR), opts).unwrap();
+        assert_eq!(c.pairs(), want, "inplace_from {inplace_from}");
+        j.close().unwrap();
+        let writes = fs
+            .ops()
+            .iter()
+            .filter(|o| matches!(o, SimOp::Write { .. }))
+            .count();
+        (files_of(fs, DIR), writes)
+    };
+    let (a, writes_a) = run(&copied, u64::MAX);
+    let (b, writes_b) = run(&inplace, 600);
+    // The in-place runs are writes of their own.
+    assert!(writes_b > writes_a, "{writes_b} writes against {writes_a}");
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{name} differs");
+    }
+}
+
+/// A failed in-place write fails the append and poisons the journal; nothing of it is
+/// acknowledged, and what was acknowledged before is replayed.
+#[test]
+fn inplace_write_failure_poisons() {
+    let (fs, dfs) = setup();
+    let opts = JournalOptions {
+        inplace_from: 1000,
+        ..det_opts(2)
+    };
+    let (j, _, _) = open(dfs.clone(), Path::new(DIR), opts.clone()).unwrap();
+    j.append(b"a", b"b").unwrap().wait().unwrap();
+    fs.set_fault(Some(Fault {
+        ops: FaultOps::Write,
+        nth: 1,
+        errno: libc::EIO,
+        persistent: false,
+    }));
+    // Fits in the first volume: its first write is the appender's own.
+    let e = j.append(b"big", &[7u8; 3000]).unwrap_err();
+    assert!(matches!(e, Error::Poisoned(_)), "{e}");
+    assert!(fs.fault_fired());
+    assert!(j.append(b"c", b"d").is_err());
+    assert!(j.close().is_err());
+    let (j, _, c) = open(dfs, Path::new(DIR), opts).unwrap();
+    assert_eq!(c.pairs(), vec![(b"a".to_vec(), b"b".to_vec())]);
+    j.close().unwrap();
 }

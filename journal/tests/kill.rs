@@ -31,12 +31,14 @@ fn meta(inc: u64, tid: u64, i: u64) -> Vec<u8> {
 /// Odd incarnations write through io_uring (where the kernel allows it), even ones through
 /// pwrite; two in four write every batch with `O_DIRECT`, the others only batches below
 /// 64 KiB (the rest through the page cache); four in eight let waiters flush their own
-/// batches, so every flush path is killed mid-flight and continues the others' journal.
+/// batches; two in three write entries of 8 KiB or more in place from the appending
+/// thread; so every flush path is killed mid-flight and continues the others' journal.
 fn opts(inc: u64) -> JournalOptions {
     JournalOptions {
         max_inflight: 4,
         direct_below: if inc % 4 >= 2 { u64::MAX } else { 64 << 10 },
         waiters_flush: inc % 8 < 4,
+        inplace_from: if inc % 3 == 2 { u64::MAX } else { 8 << 10 },
         io: if inc % 2 == 1 {
             IoMode::Auto
         } else {

@@ -37,6 +37,9 @@ fn opts(background_blanks: bool) -> JournalOptions {
         blank_target: 1,
         max_blanks: 2,
         background_blanks,
+        // Entries of more than two sectors of data are written partly in place by their
+        // appenders, the rest copied into batches.
+        inplace_from: 1024,
         ..JournalOptions::default()
     }
 }

@@ -65,6 +65,12 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Write all of `buf` at `offset`, extending the file if needed.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Write the concatenation of `bufs` at `offset` (one write as far as a crash is
+    /// concerned: any part may be lost until synced). Real files gather them with
+    /// `pwritev` instead of copying; the default copies them into one buffer.
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        self.write_at(&bufs.concat(), offset)
+    }
     /// Current length.
     fn len(&self) -> io::Result<u64>;
     fn is_empty(&self) -> io::Result<bool> {
