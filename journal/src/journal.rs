@@ -12,10 +12,14 @@
 //! still queued takes that batch back and flushes it itself (`JournalOptions::waiters_flush`),
 //! if the batch holds its entry alone and no other flush was in flight: one appender then
 //! pays for the write and the sync, not also a wake-up of a worker and a wake-up back
-//! (~0.15 ms of ~1.8 ms per 1 MiB append on this VM, BENCHMARKS.md). Under load the batches
-//! stay with the workers: with 16-64 appenders, appenders flushing them cost 10-20% of the
-//! appends per second. A waiter opens its own descriptors, as a worker does, and counts
-//! against `max_inflight` like one.
+//! (~0.15 ms of ~1.8 ms per 1 MiB append on this VM, BENCHMARKS.md). Such a batch of an
+//! append without a callback is queued without waking a worker at all (`Inner::held`): a
+//! worker woken for it mostly got there first, leaving the waiter to sleep through the
+//! flush. The workers get it after all when its handle is polled, dropped or found busy
+//! flushing, at the next append (whose entry completes after it), or at close. Under load
+//! the batches stay with the workers: with 16-64 appenders, appenders flushing them cost
+//! 10-20% of the appends per second. A waiter opens its own descriptors, as a worker does,
+//! and counts against `max_inflight` like one.
 //!
 //! An entry with at least `JournalOptions::inplace_from` bytes of data (off by default, see
 //! there) is not copied whole: the whole sectors its data fills are written by its appender, straight
@@ -153,7 +157,11 @@ pub struct JournalOptions {
     /// A thread waiting on an append that sealed a batch of its entry alone, while no other
     /// flush was in flight, flushes that batch itself if it is still queued, instead of
     /// waking a worker and being woken back (see the module docs). Completions it
-    /// finishes, and the callbacks of `append_with` due then, run on that thread.
+    /// finishes, and the callbacks of `append_with` due then, run on that thread. For an
+    /// `append` (no callback) no worker is woken for such a batch until its handle is
+    /// polled or dropped, or another append or close comes: a handle kept unwaited and
+    /// unpolled (e.g. `mem::forget`) with nothing appended after it leaves its entry
+    /// unflushed until then.
     pub waiters_flush: bool,
     /// Entries with at least this many bytes of data have the whole sectors of their data
     /// written by the appending thread itself, straight from the caller's buffer (one
@@ -231,16 +239,31 @@ impl Completion {
 pub struct AppendHandle {
     completion: Arc<Completion>,
     position: Position,
-    /// The journal and the sequence number of the batch, when the append sealed its batch:
-    /// [`AppendHandle::wait`] may flush it itself.
-    sealed: Option<(Weak<Inner>, u64)>,
+    /// Set when the append sealed its batch: [`AppendHandle::wait`] may flush it itself.
+    sealed: Option<Arc<SealedBy>>,
+}
+
+/// The batch an append sealed (see `JournalOptions::waiters_flush`). If it was queued
+/// without waking a worker, the workers get it once the handle is waited on without
+/// taking it, polled, or dropped (its last clone), or at the next append or close.
+struct SealedBy {
+    inner: Weak<Inner>,
+    seq: u64,
+}
+
+impl Drop for SealedBy {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.release_held(self.seq);
+        }
+    }
 }
 
 impl std::fmt::Debug for AppendHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppendHandle")
             .field("position", &self.position)
-            .field("batch", &self.sealed.as_ref().map(|s| s.1))
+            .field("batch", &self.sealed.as_ref().map(|s| s.seq))
             .finish_non_exhaustive()
     }
 }
@@ -253,11 +276,10 @@ impl AppendHandle {
 
     /// Block until the entry and everything appended before it are durable, or the journal fails.
     pub fn wait(&self) -> Result<()> {
-        if let Some((inner, seq)) = &self.sealed {
-            if let Some(inner) = inner.upgrade() {
-                if self.poll().is_none() {
-                    inner.flush_queued(*seq);
-                }
+        if let Some(b) = &self.sealed {
+            let pending = relock(&self.completion.state).result.is_none();
+            if let Some(inner) = b.inner.upgrade().filter(|_| pending) {
+                inner.flush_queued(b.seq);
             }
         }
         let mut s = relock(&self.completion.state);
@@ -271,10 +293,16 @@ impl AppendHandle {
 
     /// `None` while pending, else the outcome.
     pub fn poll(&self) -> Option<Result<()>> {
-        relock(&self.completion.state)
-            .result
-            .clone()
-            .map(|r| r.map_err(Error::Poisoned))
+        let r = relock(&self.completion.state).result.clone();
+        if r.is_none() {
+            // A poller never flushes: let the workers have a batch held back for this handle.
+            if let Some(b) = &self.sealed {
+                if let Some(inner) = b.inner.upgrade() {
+                    inner.release_held(b.seq);
+                }
+            }
+        }
+        r.map(|r| r.map_err(Error::Poisoned))
     }
 }
 
@@ -498,6 +526,9 @@ struct Inner {
     waiter_files: Mutex<Files>,
     /// Batches flushed by their waiters since open.
     waiter_flushes: AtomicU64,
+    /// 1 + the seq of a batch queued without waking a worker, for its appender to flush
+    /// when it waits; 0: none. Set and pushed under the state lock.
+    held: AtomicU64,
     /// Descriptors for appenders writing in place (one at a time; others open their own).
     inplace_files: Mutex<Files>,
     /// `opts.direct_below`, or 0 when the sector size is not a multiple of [`ALIGN`]
@@ -717,6 +748,7 @@ impl Journal {
             queue: tx.clone(),
             waiter_files: Mutex::new(Files::new()),
             waiter_flushes: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             inplace_files: Mutex::new(Files::new()),
             direct_below: if geo.s().is_multiple_of(ALIGN as u64) {
                 opts.direct_below
@@ -886,6 +918,9 @@ impl Inner {
         .encode();
         let mut st = self.lock();
         loop {
+            // This entry completes after a held batch, and may wait for room it frees:
+            // let the workers have it.
+            self.release_any_held();
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
@@ -920,6 +955,7 @@ impl Inner {
         b.payload_len += entry::HEADER_LEN as u64 + meta.len() as u64 + data.len() as u64;
         b.entries += 1;
         b.entries_crc = crc32c::crc32c_append(b.entries_crc, &hdr);
+        let quiet_ok = cb.is_none() && self.opts.waiters_flush;
         if let Some(cb) = cb {
             b.completion.add_callback(cb);
         }
@@ -934,18 +970,21 @@ impl Inner {
         }
         let mut sealed = None;
         if st.inflight < self.opts.max_inflight {
-            let alone = st.open.as_ref().is_some_and(|b| b.entries == 1);
-            let seq = st.next_seq;
-            let failed = self.seal(&mut st);
             // Only when nothing else is in flight: with 16-64 appenders, appenders flushing
             // even single-entry batches cost 10-20% of the appends per second.
-            if failed.is_empty()
-                && st.next_seq == seq + 1
-                && alone
-                && st.inflight == 1
-                && self.opts.waiters_flush
-            {
-                sealed = Some((self.me.clone(), seq));
+            let alone = st.inflight == 0
+                && st.open.as_ref().is_some_and(|b| b.entries == 1)
+                && self.opts.waiters_flush;
+            let seq = st.next_seq;
+            // Without a callback the entry's durability is seen through the handle only,
+            // so no worker is woken for it: its thread flushes it in `wait`, sparing a
+            // worker's wake-up that mostly came first and left the waiter only waiting.
+            let failed = self.seal(&mut st, alone && quiet_ok);
+            if failed.is_empty() && st.next_seq == seq + 1 && alone {
+                sealed = Some(Arc::new(SealedBy {
+                    inner: self.me.clone(),
+                    seq,
+                }));
             }
             self.finish_locked(st, Vec::new(), failed);
         }
@@ -1035,14 +1074,15 @@ impl Inner {
 
     /// Seal the open batch and send it to a worker. On failure the journal is poisoned and the
     /// completions to fail are returned.
-    fn seal(&self, st: &mut State) -> Vec<(Arc<Completion>, Arc<Error>)> {
-        match self.try_seal(st) {
+    /// `quiet`: queue it without waking a worker (see `Inner::held`).
+    fn seal(&self, st: &mut State, quiet: bool) -> Vec<(Arc<Completion>, Arc<Error>)> {
+        match self.try_seal(st, quiet) {
             Ok(()) => Vec::new(),
             Err(e) => self.poison(st, e),
         }
     }
 
-    fn try_seal(&self, st: &mut State) -> Result<()> {
+    fn try_seal(&self, st: &mut State, quiet: bool) -> Result<()> {
         if st.open.as_ref().is_some_and(|b| b.writers > 0) {
             // Appenders are still writing sectors of it in place; the last one seals it.
             return Ok(());
@@ -1193,12 +1233,18 @@ impl Inner {
         let Some(tx) = &st.tx else {
             return Err(Error::Closed);
         };
-        tx.push(Sealed {
+        let sealed = Sealed {
             seq,
             writes,
             syncs,
             inplace,
-        })
+        };
+        if quiet {
+            self.held.store(seq + 1, Ordering::SeqCst);
+            tx.push_quiet(sealed)
+        } else {
+            tx.push(sealed)
+        }
         .map_err(|_| Error::Closed)
     }
 
@@ -1354,15 +1400,37 @@ impl Inner {
     /// flushing one (see the module docs); otherwise leave it to the workers.
     fn flush_queued(&self, seq: u64) {
         let Some(mut files) = try_relock(&self.waiter_files) else {
+            self.release_held(seq);
             return;
         };
         let Some(s) = self.queue.take(|b| b.seq == seq) else {
             return;
         };
+        let _ = self
+            .held
+            .compare_exchange(seq + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
         let r = self.write_batch(&mut files, None, s.writes, &s.syncs, s.inplace);
         drop(files);
         self.waiter_flushes.fetch_add(1, Ordering::Relaxed);
         self.complete(s.seq, r);
+    }
+
+    /// Wake a worker for batch `seq` if it is held back for its waiter.
+    fn release_held(&self, seq: u64) {
+        let held = self
+            .held
+            .compare_exchange(seq + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
+        if held.is_ok() {
+            self.queue.nudge();
+        }
+    }
+
+    /// Wake a worker for any batch held back for its waiter. Called with the state lock
+    /// held, which orders it with the hold set in `try_seal`.
+    fn release_any_held(&self) {
+        if self.held.load(Ordering::SeqCst) != 0 && self.held.swap(0, Ordering::SeqCst) != 0 {
+            self.queue.nudge();
+        }
     }
 
     fn worker(&self, rx: Arc<WorkQueue<Sealed>>) {
@@ -1482,7 +1550,7 @@ impl Inner {
             Ok(()) => {}
         }
         if st.poisoned.is_none() && st.open.is_some() && st.inflight < self.opts.max_inflight {
-            failed.extend(self.seal(&mut st));
+            failed.extend(self.seal(&mut st, false));
         }
         self.space.notify_all();
         self.finish_locked(st, ok, failed);
@@ -1499,13 +1567,14 @@ impl Inner {
         }
         let mut confirmed = false;
         loop {
+            self.release_any_held();
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
             if let Some(b) = &st.open {
                 // Sealed by its last in-place writer otherwise, who then signals `space`.
                 if b.writers == 0 && st.inflight < self.opts.max_inflight {
-                    let failed = self.seal(&mut st);
+                    let failed = self.seal(&mut st, false);
                     if !failed.is_empty() {
                         self.finish_locked(st, Vec::new(), failed);
                         st = self.lock();

@@ -68,6 +68,23 @@ impl<T> WorkQueue<T> {
         Ok(())
     }
 
+    /// Queue `t` without waking a consumer (one already awake takes it as usual); see
+    /// [`WorkQueue::nudge`]. Gives it back if the queue is closed.
+    pub(crate) fn push_quiet(&self, t: T) -> Result<(), T> {
+        let mut s = relock(&self.state);
+        if s.1 {
+            return Err(t);
+        }
+        s.0.push_back(t);
+        Ok(())
+    }
+
+    /// Wake one consumer for an item queued by [`WorkQueue::push_quiet`].
+    pub(crate) fn nudge(&self) {
+        let _s = relock(&self.state);
+        self.cv.notify_one();
+    }
+
     /// The next item; `None` once the queue is closed and drained.
     pub(crate) fn pop(&self) -> Option<T> {
         let mut s = relock(&self.state);

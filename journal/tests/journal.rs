@@ -463,10 +463,13 @@ fn waiters_flush_their_own_batches() {
         }
         let by_waiters = j.waiter_flushes();
         if waiters_flush {
-            // Each append seals its own batch (nothing else is in flight), and the worker
-            // woken for it would have to beat the appender's next instruction 100 times.
-            assert!(by_waiters > 0, "no batch was flushed by its waiter");
-            assert!(by_waiters <= 100);
+            // Each append seals its own batch (nothing else is in flight), queued without
+            // waking a worker: each is flushed by its waiter (a worker still starting up
+            // may take the first).
+            assert!(
+                by_waiters >= 99,
+                "{by_waiters} batches flushed by their waiters"
+            );
         } else {
             assert_eq!(by_waiters, 0);
         }
@@ -500,10 +503,81 @@ fn waiters_flush_their_own_batches() {
         assert!(j.append(b"m", b"d").is_err());
         assert!(j.close().is_err());
     }
+    // Workers of a journal just opened may take a few on their first look at the queue.
     assert!(
-        met_by_waiter > 0,
-        "no failing flush ran on the waiting thread"
+        met_by_waiter >= 15,
+        "{met_by_waiter} of 20 failing flushes ran on the waiting thread"
     );
+}
+
+/// A batch queued for its waiter without waking a worker still reaches the disk when
+/// nobody waits for it: its handle dropped, or polled, or a later append's wait.
+#[test]
+fn held_batches_reach_the_workers() {
+    let syncs = |fs: &SimFs| {
+        fs.ops()
+            .iter()
+            .filter(|o| matches!(o, SimOp::SyncData { .. }))
+            .count()
+    };
+    // Eventually, or fail: a held batch nobody releases would never be synced.
+    let synced_after = |fs: &SimFs, n: usize| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while syncs(fs) <= n && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        syncs(fs) > n
+    };
+    let (fs, dfs) = setup();
+    let (j, _, _) = open(dfs.clone(), Path::new(DIR), det_opts(2)).unwrap();
+    j.append(b"first", b"x").unwrap().wait().unwrap();
+    let mut want = vec![(b"first".to_vec(), b"x".to_vec())];
+
+    // Dropped: the workers get it.
+    // Workers still starting would take a held batch on their first look at the queue.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let n = syncs(&fs);
+    drop(j.append(b"dropped", b"1").unwrap());
+    want.push((b"dropped".to_vec(), b"1".to_vec()));
+    assert!(
+        synced_after(&fs, n),
+        "a dropped handle's batch was never synced"
+    );
+
+    // Polled: the workers get it, and the poll sees it done.
+    let h = j.append(b"polled", b"2").unwrap();
+    want.push((b"polled".to_vec(), b"2".to_vec()));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while h.poll().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(
+        matches!(h.poll(), Some(Ok(()))),
+        "a polled append never completed"
+    );
+
+    // Kept unwaited while a later append of the same thread is waited on: the later one
+    // completes only after it, so its append hands it to the workers.
+    let kept = j.append(b"kept", b"3").unwrap();
+    let later = j.append(b"later", b"4").unwrap();
+    want.push((b"kept".to_vec(), b"3".to_vec()));
+    want.push((b"later".to_vec(), b"4".to_vec()));
+    later.wait().unwrap();
+    assert!(matches!(kept.poll(), Some(Ok(()))));
+    // A clone dropped does not give the batch away; the last one does.
+    let h = j.append(b"cloned", b"5").unwrap();
+    want.push((b"cloned".to_vec(), b"5".to_vec()));
+    let n = syncs(&fs);
+    drop(h.clone());
+    h.wait().unwrap();
+    assert!(syncs(&fs) > n);
+    // Held at close: close flushes it.
+    std::mem::forget(j.append(b"forgotten", b"6").unwrap());
+    want.push((b"forgotten".to_vec(), b"6".to_vec()));
+    j.close().unwrap();
+    let (j, _, c) = open(dfs, Path::new(DIR), det_opts(2)).unwrap();
+    assert_eq!(c.pairs(), want);
+    j.close().unwrap();
 }
 
 /// Every file of `dir` on `fs`, by name.

@@ -4,7 +4,9 @@
 //! while shuttle chooses every interleaving of its threads, under thousands of random and PCT
 //! schedules. A run fails on a deadlock or a lost wakeup (shuttle reports every thread
 //! blocked), or on a broken promise:
-//! - every append's wait returns, and so does every callback, exactly once;
+//! - every append's wait returns, and so does every callback, exactly once; appends
+//!   without a callback are waited on, polled until done, or dropped unwaited (their
+//!   batches may be held back for their waiters, see `Inner::held`);
 //! - callbacks run in journal order (positions increase), so per appender in append order;
 //! - once a flush fails, no entry after the failed one is acknowledged (fsyncgate: the
 //!   simulated fsync fails once and would then "succeed");
@@ -74,6 +76,10 @@ impl ScanCallbacks for Replayed {
 struct Seen {
     outcome: BTreeMap<(u64, u64), (Position, bool)>,
     callbacks: Vec<((u64, u64), bool)>,
+    /// Appends made with a callback.
+    with_cb: std::collections::BTreeSet<(u64, u64)>,
+    /// Appends whose handle was dropped unwaited, by id: their position.
+    dropped: BTreeMap<(u64, u64), Position>,
 }
 
 struct Scenario {
@@ -122,16 +128,32 @@ fn run(sc: &Scenario) {
         let per = sc.per;
         ts.push(thread::spawn(move || {
             for i in 0..per {
-                let s2 = seen.clone();
-                let r = j.append_with(&[t as u8, i as u8], &data(t, i), move |r| {
-                    s2.lock().unwrap().callbacks.push(((t, i), r.is_ok()));
-                });
+                // 0: a callback and a wait; 1: a wait; 2: polled until done; 3: dropped.
+                let mode = (t + i) % 4;
+                let r = if mode == 0 {
+                    let s2 = seen.clone();
+                    seen.lock().unwrap().with_cb.insert((t, i));
+                    j.append_with(&[t as u8, i as u8], &data(t, i), move |r| {
+                        s2.lock().unwrap().callbacks.push(((t, i), r.is_ok()));
+                    })
+                } else {
+                    j.append(&[t as u8, i as u8], &data(t, i))
+                };
                 let h = match r {
                     Ok(h) => h,
                     // Closed or poisoned: refused before anything was journaled.
                     Err(Error::Closed | Error::Poisoned(_)) => return,
                     Err(e) => panic!("append: {e}"),
                 };
+                if mode == 3 {
+                    seen.lock().unwrap().dropped.insert((t, i), h.position());
+                    continue;
+                }
+                if mode == 2 {
+                    while h.poll().is_none() {
+                        thread::yield_now();
+                    }
+                }
                 let ok = h.wait().is_ok();
                 assert_eq!(
                     h.poll().map(|r| r.is_ok()),
@@ -191,8 +213,11 @@ fn run(sc: &Scenario) {
         );
     }
     for (id, (_, ok)) in &seen.outcome {
-        assert_eq!(once.get(id), Some(ok), "callback of {id:?} vs its wait");
+        if seen.with_cb.contains(id) {
+            assert_eq!(once.get(id), Some(ok), "callback of {id:?} vs its wait");
+        }
     }
+    assert!(once.keys().all(|id| seen.with_cb.contains(id)));
     let cb_pos: Vec<Position> = seen
         .callbacks
         .iter()
@@ -239,14 +264,34 @@ fn run(sc: &Scenario) {
             assert_eq!(replayed.get(p), Some(id), "acknowledged {id:?} at {p} lost");
         }
     }
+    // An unwaited entry is durable once a later one of its thread is, or after a clean
+    // close (which flushes a batch held back for a handle that was dropped).
+    for (&(t, i), p) in &seen.dropped {
+        let later_ok = seen
+            .outcome
+            .range((t, i)..(t + 1, 0))
+            .any(|(_, (_, ok))| *ok);
+        if (later_ok || !(failed || sc.close_early)) && p.volume >= floor {
+            assert_eq!(
+                replayed.get(p),
+                Some(&(t, i)),
+                "unwaited {t}/{i} at {p} lost"
+            );
+        }
+    }
     for (p, id) in &replayed {
+        let at = seen
+            .outcome
+            .get(id)
+            .map(|o| o.0)
+            .or(seen.dropped.get(id).copied());
         assert!(
-            seen.outcome.get(id).is_none_or(|(q, _)| q == p),
+            at.is_none_or(|q| q == *p),
             "replayed {id:?} at {p}, appended elsewhere"
         );
         // An entry whose append was refused, or that was never tried, cannot appear.
         assert!(
-            seen.outcome.contains_key(id) || sc.close_early,
+            at.is_some() || sc.close_early,
             "replayed {id:?}, never appended"
         );
     }
