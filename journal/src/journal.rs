@@ -15,8 +15,8 @@
 //! (~0.15 ms of ~1.8 ms per 1 MiB append on this VM, BENCHMARKS.md). Such a batch of an
 //! append without a callback is queued without waking a worker at all (`Inner::held`): a
 //! worker woken for it mostly got there first, leaving the waiter to sleep through the
-//! flush. The workers get it after all when its handle is polled, dropped or found busy
-//! flushing, at the next append (whose entry completes after it), or at close. Under load
+//! flush. The workers get it after all when its handle is polled or dropped, at the next
+//! append (whose entry completes after it), or at close. Under load
 //! the batches stay with the workers: with 16-64 appenders, appenders flushing them cost
 //! 10-20% of the appends per second. A waiter opens its own descriptors, as a worker does,
 //! and counts against `max_inflight` like one.
@@ -75,8 +75,8 @@ use crate::scan::{
     VolStats,
 };
 use crate::sync::{
-    relock, rewait, try_relock, AtomicBool, AtomicU64, Builder, Condvar, JoinHandle, Mutex,
-    MutexGuard, Ordering, WorkQueue,
+    relock, rewait, AtomicBool, AtomicU64, Builder, Condvar, JoinHandle, Mutex, MutexGuard,
+    Ordering, WorkQueue,
 };
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::Position;
@@ -522,15 +522,14 @@ struct Inner {
     blank_cv: Condvar,
     /// The queue of sealed batches, for waiters that take their own batch back.
     queue: Arc<WorkQueue<Sealed>>,
-    /// Descriptors of the thread flushing a batch it took back; one such thread at a time.
-    waiter_files: Mutex<Files>,
+    /// Descriptor caches of threads that write outside the workers (waiters flushing their
+    /// batch, appenders writing in place).
+    files: FilePool,
     /// Batches flushed by their waiters since open.
     waiter_flushes: AtomicU64,
     /// 1 + the seq of a batch queued without waking a worker, for its appender to flush
     /// when it waits; 0: none. Set and pushed under the state lock.
     held: AtomicU64,
-    /// Descriptors for appenders writing in place (one at a time; others open their own).
-    inplace_files: Mutex<Files>,
     /// `opts.direct_below`, or 0 when the sector size is not a multiple of [`ALIGN`]
     /// (direct writes would need an aligned bounce copy).
     direct_below: u64,
@@ -538,6 +537,31 @@ struct Inner {
 
 /// Open volume files of one flushing thread, by volume and direct-I/O mode.
 type Files = HashMap<(u64, bool), Box<dyn VfsFile>>;
+
+/// Close the descriptors of volumes more than two below `vol`: writes move forward through
+/// the volumes, and a recycled volume's file is renamed away.
+fn prune(files: &mut Files, vol: u64) {
+    files.retain(|&(v, _), _| v + 2 >= vol);
+}
+
+/// Descriptor caches lent to threads for one write or flush each, so a thread that is not
+/// a worker does not open its volume files anew every time.
+#[derive(Default)]
+struct FilePool(Mutex<Vec<Files>>);
+
+impl FilePool {
+    fn take(&self) -> Files {
+        relock(&self.0).pop().unwrap_or_default()
+    }
+
+    fn give_back(&self, files: Files) {
+        relock(&self.0).push(files);
+    }
+
+    fn clear(&self) {
+        relock(&self.0).clear();
+    }
+}
 
 /// An open journal. See the module docs.
 pub struct Journal {
@@ -746,10 +770,9 @@ impl Journal {
             blanks: Mutex::new(blanks),
             blank_cv: Condvar::new(),
             queue: tx.clone(),
-            waiter_files: Mutex::new(Files::new()),
+            files: FilePool::default(),
             waiter_flushes: AtomicU64::new(0),
             held: AtomicU64::new(0),
-            inplace_files: Mutex::new(Files::new()),
             direct_below: if geo.s().is_multiple_of(ALIGN as u64) {
                 opts.direct_below
             } else {
@@ -878,8 +901,7 @@ impl Journal {
             let _ = t.join();
         }
         // Close the descriptors a waiter opened to flush its own batch.
-        relock(&self.inner.waiter_files).clear();
-        relock(&self.inner.inplace_files).clear();
+        self.inner.files.clear();
         r
     }
 }
@@ -927,10 +949,11 @@ impl Inner {
             if st.closed {
                 return Err(Error::Closed);
             }
-            let full = st.open.as_ref().is_some_and(|b| {
-                b.payload_len >= self.opts.max_batch_bytes
-                    && (st.inflight >= self.opts.max_inflight || b.writers > 0)
-            });
+            let full = st
+                .open
+                .as_ref()
+                .is_some_and(|b| b.payload_len >= self.opts.max_batch_bytes)
+                && !self.sealable(&st);
             if !full {
                 break;
             }
@@ -969,7 +992,7 @@ impl Inner {
             st = self.write_runs(st, &runs, data)?;
         }
         let mut sealed = None;
-        if st.inflight < self.opts.max_inflight {
+        if self.sealable(&st) {
             // Only when nothing else is in flight: with 16-64 appenders, appenders flushing
             // even single-entry batches cost 10-20% of the appends per second.
             let alone = st.inflight == 0
@@ -1005,16 +1028,9 @@ impl Inner {
         data: &[u8],
     ) -> Result<MutexGuard<'a, State>> {
         // The volumes must exist before their sectors are written.
-        let mut r = Ok(());
-        for run in runs {
-            if !st.live.contains(&run.vol) {
-                r = self.activate(run.vol);
-                if r.is_err() {
-                    break;
-                }
-                st.live.insert(run.vol);
-            }
-        }
+        let mut r = runs
+            .iter()
+            .try_for_each(|run| self.ensure_live(&mut st, run.vol));
         if r.is_ok() {
             drop(st);
             r = self.write_runs_unlocked(runs, data);
@@ -1026,10 +1042,7 @@ impl Inner {
         // A drain, or appenders held by a full batch, wait for the writers to finish.
         self.space.notify_all();
         if let Err(e) = r {
-            let failed = self.poison(&mut st, e);
-            let p = st.poisoned.clone();
-            self.finish_locked(st, Vec::new(), failed);
-            return Err(p.map_or(Error::Closed, Error::Poisoned));
+            return Err(self.fail(st, e));
         }
         if let Some(p) = &st.poisoned {
             return Err(Error::Poisoned(p.clone()));
@@ -1039,10 +1052,15 @@ impl Inner {
 
     fn write_runs_unlocked(&self, runs: &[Run], data: &[u8]) -> Result<()> {
         self.check_failed()?;
+        let mut files = self.files.take();
+        let r = self.write_runs_with(&mut files, runs, data);
+        self.files.give_back(files);
+        r
+    }
+
+    fn write_runs_with(&self, files: &mut Files, runs: &[Run], data: &[u8]) -> Result<()> {
         let s = self.geo.s();
         let pl = self.geo.payload() as usize;
-        // One descriptor cache for in-place writers; one who finds it busy opens its own.
-        let mut cache = try_relock(&self.inplace_files);
         for run in runs {
             let hdr = sector::encode(self.magic, run.vol);
             let mut iov: Vec<&[u8]> = Vec::with_capacity(2 * run.sectors as usize);
@@ -1050,31 +1068,17 @@ impl Inner {
                 iov.push(&hdr);
                 iov.push(chunk);
             }
-            let path = volume_path(&self.dir, run.vol);
-            let write = |f: &dyn VfsFile| {
-                f.write_vectored_at(&iov, run.first_sector * s)
-                    .map_err(|e| Error::io("write", &path, e))
-            };
-            match cache.as_mut() {
-                Some(files) => {
-                    files.retain(|&(v, _), _| v + 2 >= run.vol);
-                    write(self.file(files, run.vol, false)?)?;
-                }
-                None => {
-                    let f = self
-                        .vfs
-                        .open(&path, OpenMode::ReadWrite)
-                        .map_err(|e| Error::io("open", &path, e))?;
-                    write(&*f)?;
-                }
-            }
+            prune(files, run.vol);
+            self.file(files, run.vol, false)?
+                .write_vectored_at(&iov, run.first_sector * s)
+                .map_err(|e| Error::io("write", volume_path(&self.dir, run.vol), e))?;
         }
         Ok(())
     }
 
-    /// Seal the open batch and send it to a worker. On failure the journal is poisoned and the
-    /// completions to fail are returned.
-    /// `quiet`: queue it without waking a worker (see `Inner::held`).
+    /// Seal the open batch and send it to a worker (`quiet`: queue it without waking one, see
+    /// `Inner::held`). On failure the journal is poisoned and the completions to fail are
+    /// returned.
     fn seal(&self, st: &mut State, quiet: bool) -> Vec<(Arc<Completion>, Arc<Error>)> {
         match self.try_seal(st, quiet) {
             Ok(()) => Vec::new(),
@@ -1082,9 +1086,14 @@ impl Inner {
         }
     }
 
+    /// Whether the open batch can be sealed now: a worker is free and no appender is still
+    /// writing sectors of it in place (the last one seals it, then signals `space`).
+    fn sealable(&self, st: &State) -> bool {
+        st.inflight < self.opts.max_inflight && st.open.as_ref().is_some_and(|b| b.writers == 0)
+    }
+
     fn try_seal(&self, st: &mut State, quiet: bool) -> Result<()> {
-        if st.open.as_ref().is_some_and(|b| b.writers > 0) {
-            // Appenders are still writing sectors of it in place; the last one seals it.
+        if !self.sealable(st) {
             return Ok(());
         }
         let Some(mut b) = st.open.take() else {
@@ -1208,10 +1217,7 @@ impl Inner {
             tocs.push((v, geo.toc_offset(), AlignedBuf::from_slice(&area)));
         }
         for seg in &b.segs {
-            if !st.live.contains(&seg.vol) {
-                self.activate(seg.vol)?;
-                st.live.insert(seg.vol);
-            }
+            self.ensure_live(st, seg.vol)?;
         }
         let inplace = b.inplace_bytes;
         for seg in b.segs {
@@ -1246,6 +1252,24 @@ impl Inner {
             tx.push(sealed)
         }
         .map_err(|_| Error::Closed)
+    }
+
+    /// Make volume `v` live (see `activate`) unless it already is.
+    fn ensure_live(&self, st: &mut State, v: u64) -> Result<()> {
+        if !st.live.contains(&v) {
+            self.activate(v)?;
+            st.live.insert(v);
+        }
+        Ok(())
+    }
+
+    /// Poison the journal with `e` (failing every pending append) and return the error for
+    /// the caller that met it.
+    fn fail(&self, mut st: MutexGuard<'_, State>, e: Error) -> Error {
+        let failed = self.poison(&mut st, e);
+        let p = st.poisoned.clone();
+        self.finish_locked(st, Vec::new(), failed);
+        p.map_or(Error::Closed, Error::Poisoned)
     }
 
     /// Make `v.vol` exist: reuse a leftover file of that number or rename a blank to it.
@@ -1396,21 +1420,18 @@ impl Inner {
         drop(g);
     }
 
-    /// Flush batch `seq` in the calling thread if it is still queued and no other waiter is
-    /// flushing one (see the module docs); otherwise leave it to the workers.
+    /// Flush batch `seq` in the calling thread if it is still queued (see the module docs);
+    /// otherwise it is, or was, a worker's.
     fn flush_queued(&self, seq: u64) {
-        let Some(mut files) = try_relock(&self.waiter_files) else {
-            self.release_held(seq);
-            return;
-        };
         let Some(s) = self.queue.take(|b| b.seq == seq) else {
             return;
         };
         let _ = self
             .held
             .compare_exchange(seq + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
+        let mut files = self.files.take();
         let r = self.write_batch(&mut files, None, s.writes, &s.syncs, s.inplace);
-        drop(files);
+        self.files.give_back(files);
         self.waiter_flushes.fetch_add(1, Ordering::Relaxed);
         self.complete(s.seq, r);
     }
@@ -1467,7 +1488,7 @@ impl Inner {
         self.check_failed()?;
         crate::failpoint::pause("journal.flush");
         if let Some(&min) = syncs.first() {
-            files.retain(|&(v, _), _| v + 2 >= min);
+            prune(files, min);
         }
         let total: u64 = writes.iter().map(|w| w.2.len() as u64).sum();
         let direct = total.saturating_add(inplace) < self.direct_below;
@@ -1549,7 +1570,7 @@ impl Inner {
             }
             Ok(()) => {}
         }
-        if st.poisoned.is_none() && st.open.is_some() && st.inflight < self.opts.max_inflight {
+        if st.poisoned.is_none() && self.sealable(&st) {
             failed.extend(self.seal(&mut st, false));
         }
         self.space.notify_all();
@@ -1571,9 +1592,8 @@ impl Inner {
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
-            if let Some(b) = &st.open {
-                // Sealed by its last in-place writer otherwise, who then signals `space`.
-                if b.writers == 0 && st.inflight < self.opts.max_inflight {
+            if st.open.is_some() {
+                if self.sealable(&st) {
                     let failed = self.seal(&mut st, false);
                     if !failed.is_empty() {
                         self.finish_locked(st, Vec::new(), failed);
@@ -1654,11 +1674,7 @@ impl Inner {
                     .map_err(|e| Error::io("fsync directory", &self.dir, e))
             })();
             if let Err(e) = r {
-                let mut st = self.lock();
-                let failed = self.poison(&mut st, e);
-                let p = st.poisoned.clone();
-                self.finish_locked(st, Vec::new(), failed);
-                return Err(p.map_or(Error::Closed, Error::Poisoned));
+                return Err(self.fail(self.lock(), e));
             }
         }
         Ok(victims)
