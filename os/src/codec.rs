@@ -69,6 +69,19 @@ impl Encoder {
     pub fn raw(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
     }
+    /// Length-prefixed (u32) bytes appended by `put`, which may fail.
+    pub fn bytes_with<E>(
+        &mut self,
+        put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let at = self.buf.len();
+        self.u32(0);
+        put(&mut self.buf)?;
+        let n = self.buf.len() - at - 4;
+        let n = u32::try_from(n).expect("encoded field over 4 GiB: validation missed it");
+        self.buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
+        Ok(())
+    }
     pub fn len(&self) -> usize {
         self.buf.len()
     }
@@ -166,16 +179,38 @@ impl<'a> Decoder<'a> {
 /// Wraps `payload` in a frame with `magic` and versions.
 pub fn frame(magic: [u8; 4], struct_v: u8, compat_v: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + FRAME_OVERHEAD);
+    frame_into(&mut out, magic, struct_v, compat_v, payload.len(), |o| {
+        o.extend_from_slice(payload)
+    });
+    out
+}
+
+/// [`frame`] appended to `out`, its payload of `len` bytes appended by `put`: a payload
+/// assembled from pieces is copied once, straight into place.
+pub fn frame_into(
+    out: &mut Vec<u8>,
+    magic: [u8; 4],
+    struct_v: u8,
+    compat_v: u8,
+    len: usize,
+    put: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    out.reserve(len + FRAME_OVERHEAD);
     out.extend_from_slice(&magic);
     out.push(struct_v);
     out.push(compat_v);
     out.extend_from_slice(&[0, 0]);
-    let n = u32::try_from(payload.len()).expect("frame payload over 4 GiB: validation missed it");
+    let n = u32::try_from(len).expect("frame payload over 4 GiB: validation missed it");
     out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&out);
+    put(out);
+    debug_assert_eq!(
+        out.len() - start,
+        12 + len,
+        "frame payload of the wrong length"
+    );
+    let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
-    out
 }
 
 /// A checked frame: its version and its payload.
