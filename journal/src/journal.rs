@@ -21,16 +21,16 @@
 //! 10-20% of the appends per second. A waiter opens its own descriptors, as a worker does,
 //! and counts against `max_inflight` like one.
 //!
-//! An entry with at least `JournalOptions::inplace_from` bytes of data (off by default, see
-//! there) is not copied whole: the whole sectors its data fills are written by its appender, straight
+//! An entry with at least `JournalOptions::inplace_from` bytes of data (512 KiB by default,
+//! see there) is not copied whole: the whole sectors its data fills are written by its appender, straight
 //! from the caller's buffer with one `pwritev` of sector headers and data slices, after the
 //! appender reserved them in the open batch and released the lock. The batch is not sealed
 //! while such a write runs (its `writers` count); its flush writes the rest (batch header,
 //! the partial first and last sectors, other entries) and syncs the whole. The bytes on disk
 //! are those a copied entry would leave. This saves the appender's copy of the data (~0.14
 //! ms per MiB on this VM), the one copy the page cache does not need; for 64 KiB entries the
-//! two extra writes cost more than the copy, and the stores' 4 MiB transactions lost (see
-//! `JournalOptions::inplace_from`; BENCHMARKS.md, 2026-12-07).
+//! two extra writes cost more than the copy (see `JournalOptions::inplace_from`;
+//! BENCHMARKS.md, 2026-12-07).
 //!
 //! A batch is acknowledged (handles complete, callbacks run, in journal order) only once it and
 //! every earlier batch are durable. Each worker opens its own descriptors, so an fdatasync error
@@ -167,11 +167,12 @@ pub struct JournalOptions {
     /// written by the appending thread itself, straight from the caller's buffer (one
     /// `pwritev` of sector headers and data slices, into the page cache), rather than
     /// copied into the batch; the batch's flush then writes the rest and syncs it all. The
-    /// bytes on disk are the same. `u64::MAX` (the default): never. At 512 KiB the journal's
-    /// own 1 MiB appends gained ~10% at one appender, but the stores' 4 MiB writes committed
-    /// 30-40% fewer per second (p50 latency 12-15 ms against 21-24 ms, `os-bench large-write`
-    /// on MemStore and KeyValueStore, BENCHMARKS.md 2026-12-07), for a reason not found yet;
-    /// so it stays off until that is understood.
+    /// bytes on disk are the same. `u64::MAX`: never. Default 512 KiB: the journal's own
+    /// 1 MiB appends gained ~10% at one appender (the copy is ~0.14 ms per MiB here), and
+    /// the stores' 4 MiB writes 10-40% at one client once their encoding stopped copying
+    /// the data four times (before, glibc's heap trimming made those copies fault their
+    /// pages in again without the batch buffer, and in place lost 30-40%); 64 KiB entries
+    /// lost with it (two extra writes cost more than the copy). BENCHMARKS.md, 2026-12-07.
     pub inplace_from: u64,
 }
 
@@ -187,7 +188,7 @@ impl Default for JournalOptions {
             background_blanks: true,
             direct_below: 64 << 10,
             waiters_flush: true,
-            inplace_from: u64::MAX,
+            inplace_from: 512 << 10,
         }
     }
 }
