@@ -13,12 +13,13 @@
 //! if the batch holds its entry alone and no other flush was in flight: one appender then
 //! pays for the write and the sync, not also a wake-up of a worker and a wake-up back
 //! (~0.15 ms of ~1.8 ms per 1 MiB append on this VM, BENCHMARKS.md). Such a batch of an
-//! append without a callback is queued without waking a worker at all (`Inner::held`): a
-//! worker woken for it mostly got there first, leaving the waiter to sleep through the
-//! flush. The workers get it after all when its handle is polled or dropped, at the next
-//! append (whose entry completes after it), or at close. Under load
-//! the batches stay with the workers: with 16-64 appenders, appenders flushing them cost
-//! 10-20% of the appends per second. A waiter opens its own descriptors, as a worker does,
+//! append without a callback is queued reserved for its appender
+//! ([`WorkQueue::push_reserved`]), so no worker is woken for it or takes it: a worker
+//! woken for it mostly got there first, leaving the waiter to sleep through the flush.
+//! The workers get it after all when its handle is polled or dropped, at the next append
+//! (whose entry completes after it), or at close. Under load the batches stay with the
+//! workers: with 16-64 appenders, appenders flushing them cost 10-20% of the appends per
+//! second. A waiter opens its own descriptors, as a worker does,
 //! and counts against `max_inflight` like one.
 //!
 //! An entry with at least `JournalOptions::inplace_from` bytes of data (512 KiB by default,
@@ -245,18 +246,25 @@ pub struct AppendHandle {
 }
 
 /// The batch an append sealed (see `JournalOptions::waiters_flush`). If it was queued
-/// without waking a worker, the workers get it once the handle is waited on without
-/// taking it, polled, or dropped (its last clone), or at the next append or close.
+/// reserved for its appender, the workers get it once the handle is polled or dropped
+/// (its last clone), or at the next append or close.
 struct SealedBy {
     inner: Weak<Inner>,
     seq: u64,
 }
 
+impl SealedBy {
+    /// Hand the batch to the workers if it is still reserved for this handle.
+    fn release(&self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.queue.release(|b| b.seq == self.seq);
+        }
+    }
+}
+
 impl Drop for SealedBy {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.release_held(self.seq);
-        }
+        self.release();
     }
 }
 
@@ -277,13 +285,14 @@ impl AppendHandle {
 
     /// Block until the entry and everything appended before it are durable, or the journal fails.
     pub fn wait(&self) -> Result<()> {
-        if let Some(b) = &self.sealed {
-            let pending = relock(&self.completion.state).result.is_none();
-            if let Some(inner) = b.inner.upgrade().filter(|_| pending) {
+        let mut s = relock(&self.completion.state);
+        if let Some(b) = self.sealed.as_ref().filter(|_| s.result.is_none()) {
+            if let Some(inner) = b.inner.upgrade() {
+                drop(s);
                 inner.flush_queued(b.seq);
+                s = relock(&self.completion.state);
             }
         }
-        let mut s = relock(&self.completion.state);
         loop {
             if let Some(r) = &s.result {
                 return r.clone().map_err(Error::Poisoned);
@@ -296,11 +305,9 @@ impl AppendHandle {
     pub fn poll(&self) -> Option<Result<()>> {
         let r = relock(&self.completion.state).result.clone();
         if r.is_none() {
-            // A poller never flushes: let the workers have a batch held back for this handle.
+            // A poller never flushes: let the workers have a batch reserved for this handle.
             if let Some(b) = &self.sealed {
-                if let Some(inner) = b.inner.upgrade() {
-                    inner.release_held(b.seq);
-                }
+                b.release();
             }
         }
         r.map(|r| r.map_err(Error::Poisoned))
@@ -521,16 +528,14 @@ struct Inner {
     trim: Mutex<()>,
     blanks: Mutex<Blanks>,
     blank_cv: Condvar,
-    /// The queue of sealed batches, for waiters that take their own batch back.
+    /// The queue of sealed batches, for waiters that take their own batch back and
+    /// handles that release the batch reserved for them.
     queue: Arc<WorkQueue<Sealed>>,
     /// Descriptor caches of threads that write outside the workers (waiters flushing their
     /// batch, appenders writing in place).
     files: FilePool,
     /// Batches flushed by their waiters since open.
     waiter_flushes: AtomicU64,
-    /// 1 + the seq of a batch queued without waking a worker, for its appender to flush
-    /// when it waits; 0: none. Set and pushed under the state lock.
-    held: AtomicU64,
     /// `opts.direct_below`, or 0 when the sector size is not a multiple of [`ALIGN`]
     /// (direct writes would need an aligned bounce copy).
     direct_below: u64,
@@ -773,7 +778,6 @@ impl Journal {
             queue: tx.clone(),
             files: FilePool::default(),
             waiter_flushes: AtomicU64::new(0),
-            held: AtomicU64::new(0),
             direct_below: if geo.s().is_multiple_of(ALIGN as u64) {
                 opts.direct_below
             } else {
@@ -941,9 +945,9 @@ impl Inner {
         .encode();
         let mut st = self.lock();
         loop {
-            // This entry completes after a held batch, and may wait for room it frees:
-            // let the workers have it.
-            self.release_any_held();
+            // This entry completes after a reserved batch, and may wait for room it
+            // frees: let the workers have it.
+            self.queue.release_all();
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
@@ -979,7 +983,7 @@ impl Inner {
         b.payload_len += entry::HEADER_LEN as u64 + meta.len() as u64 + data.len() as u64;
         b.entries += 1;
         b.entries_crc = crc32c::crc32c_append(b.entries_crc, &hdr);
-        let quiet_ok = cb.is_none() && self.opts.waiters_flush;
+        let no_callback = cb.is_none();
         if let Some(cb) = cb {
             b.completion.add_callback(cb);
         }
@@ -1001,9 +1005,9 @@ impl Inner {
                 && self.opts.waiters_flush;
             let seq = st.next_seq;
             // Without a callback the entry's durability is seen through the handle only,
-            // so no worker is woken for it: its thread flushes it in `wait`, sparing a
+            // so the batch is reserved for it: its thread flushes it in `wait`, sparing a
             // worker's wake-up that mostly came first and left the waiter only waiting.
-            let failed = self.seal(&mut st, alone && quiet_ok);
+            let failed = self.seal(&mut st, alone && no_callback);
             if failed.is_empty() && st.next_seq == seq + 1 && alone {
                 sealed = Some(Arc::new(SealedBy {
                     inner: self.me.clone(),
@@ -1077,11 +1081,11 @@ impl Inner {
         Ok(())
     }
 
-    /// Seal the open batch and send it to a worker (`quiet`: queue it without waking one, see
-    /// `Inner::held`). On failure the journal is poisoned and the completions to fail are
-    /// returned.
-    fn seal(&self, st: &mut State, quiet: bool) -> Vec<(Arc<Completion>, Arc<Error>)> {
-        match self.try_seal(st, quiet) {
+    /// Seal the open batch and send it to a worker (`reserve`: queue it reserved for its
+    /// appender, see the module docs). On failure the journal is poisoned and the
+    /// completions to fail are returned.
+    fn seal(&self, st: &mut State, reserve: bool) -> Vec<(Arc<Completion>, Arc<Error>)> {
+        match self.try_seal(st, reserve) {
             Ok(()) => Vec::new(),
             Err(e) => self.poison(st, e),
         }
@@ -1093,7 +1097,7 @@ impl Inner {
         st.inflight < self.opts.max_inflight && st.open.as_ref().is_some_and(|b| b.writers == 0)
     }
 
-    fn try_seal(&self, st: &mut State, quiet: bool) -> Result<()> {
+    fn try_seal(&self, st: &mut State, reserve: bool) -> Result<()> {
         if !self.sealable(st) {
             return Ok(());
         }
@@ -1246,9 +1250,8 @@ impl Inner {
             syncs,
             inplace,
         };
-        if quiet {
-            self.held.store(seq + 1, Ordering::SeqCst);
-            tx.push_quiet(sealed)
+        if reserve {
+            tx.push_reserved(sealed)
         } else {
             tx.push(sealed)
         }
@@ -1427,32 +1430,11 @@ impl Inner {
         let Some(s) = self.queue.take(|b| b.seq == seq) else {
             return;
         };
-        let _ = self
-            .held
-            .compare_exchange(seq + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
         let mut files = self.files.take();
         let r = self.write_batch(&mut files, None, s.writes, &s.syncs, s.inplace);
         self.files.give_back(files);
         self.waiter_flushes.fetch_add(1, Ordering::Relaxed);
         self.complete(s.seq, r);
-    }
-
-    /// Wake a worker for batch `seq` if it is held back for its waiter.
-    fn release_held(&self, seq: u64) {
-        let held = self
-            .held
-            .compare_exchange(seq + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
-        if held.is_ok() {
-            self.queue.nudge();
-        }
-    }
-
-    /// Wake a worker for any batch held back for its waiter. Called with the state lock
-    /// held, which orders it with the hold set in `try_seal`.
-    fn release_any_held(&self) {
-        if self.held.load(Ordering::SeqCst) != 0 && self.held.swap(0, Ordering::SeqCst) != 0 {
-            self.queue.nudge();
-        }
     }
 
     fn worker(&self, rx: Arc<WorkQueue<Sealed>>) {
@@ -1589,7 +1571,7 @@ impl Inner {
         }
         let mut confirmed = false;
         loop {
-            self.release_any_held();
+            self.queue.release_all();
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }

@@ -34,72 +34,122 @@ pub(crate) fn rewait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a
 /// A closable multi-consumer FIFO: sealed batches on their way to the flush workers. Built
 /// on the facade's lock so the model tests see every hand-off (a channel crate's internals
 /// would be invisible to shuttle).
+///
+/// An item may be queued *reserved* for its producer ([`WorkQueue::push_reserved`]):
+/// consumers pass over it until it is released, the producer may [`WorkQueue::take`] it
+/// back, and once the queue is closed consumers get it like any other.
 #[derive(Debug)]
 pub(crate) struct WorkQueue<T> {
-    state: Mutex<(VecDeque<T>, bool)>,
+    state: Mutex<QueueState<T>>,
     cv: Condvar,
+    /// How many queued items are reserved, kept beside the lock so that releasing when
+    /// nothing is reserved (every append does) does not take it.
+    reserved: AtomicU64,
+}
+
+#[derive(Debug)]
+struct QueueState<T> {
+    /// Items in order, each with whether it is reserved.
+    items: VecDeque<(T, bool)>,
+    closed: bool,
 }
 
 impl<T> WorkQueue<T> {
     pub(crate) fn new() -> Self {
         WorkQueue {
-            state: Mutex::new((VecDeque::new(), false)),
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                closed: false,
+            }),
             cv: Condvar::new(),
+            reserved: AtomicU64::new(0),
         }
     }
 
     /// Queue `t`; gives it back if the queue is closed.
     pub(crate) fn push(&self, t: T) -> Result<(), T> {
+        self.enqueue(t, false)
+    }
+
+    /// Queue `t` reserved: no consumer gets it until [`WorkQueue::release`] or
+    /// [`WorkQueue::release_all`] (or close). Gives it back if the queue is closed.
+    pub(crate) fn push_reserved(&self, t: T) -> Result<(), T> {
+        self.enqueue(t, true)
+    }
+
+    fn enqueue(&self, t: T, reserved: bool) -> Result<(), T> {
         let mut s = relock(&self.state);
-        if s.1 {
+        if s.closed {
             return Err(t);
         }
-        s.0.push_back(t);
-        self.cv.notify_one();
+        s.items.push_back((t, reserved));
+        if reserved {
+            self.reserved.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.cv.notify_one();
+        }
         Ok(())
     }
 
-    /// Queue `t` without waking a consumer (one already awake takes it as usual); see
-    /// [`WorkQueue::nudge`]. Gives it back if the queue is closed.
-    pub(crate) fn push_quiet(&self, t: T) -> Result<(), T> {
-        let mut s = relock(&self.state);
-        if s.1 {
-            return Err(t);
+    /// Hand the first reserved item that `pred` accepts to the consumers.
+    pub(crate) fn release(&self, pred: impl Fn(&T) -> bool) {
+        self.unreserve(pred);
+    }
+
+    /// Hand every reserved item to the consumers.
+    pub(crate) fn release_all(&self) {
+        while self.unreserve(|_| true) {}
+    }
+
+    /// Clear the reservation of the first reserved item `pred` accepts; whether one was.
+    fn unreserve(&self, pred: impl Fn(&T) -> bool) -> bool {
+        if self.reserved.load(Ordering::SeqCst) == 0 {
+            return false;
         }
-        s.0.push_back(t);
-        Ok(())
-    }
-
-    /// Wake one consumer for an item queued by [`WorkQueue::push_quiet`].
-    pub(crate) fn nudge(&self) {
-        let _s = relock(&self.state);
+        let mut s = relock(&self.state);
+        let Some(item) = s.items.iter_mut().find(|(t, r)| *r && pred(t)) else {
+            return false;
+        };
+        item.1 = false;
+        self.reserved.fetch_sub(1, Ordering::SeqCst);
         self.cv.notify_one();
+        true
     }
 
-    /// The next item; `None` once the queue is closed and drained.
+    /// The next item not reserved (any item, once closed); `None` once the queue is
+    /// closed and drained.
     pub(crate) fn pop(&self) -> Option<T> {
         let mut s = relock(&self.state);
         loop {
-            if let Some(t) = s.0.pop_front() {
-                return Some(t);
+            let closed = s.closed;
+            if let Some(i) = s.items.iter().position(|(_, r)| closed || !r) {
+                return s.items.remove(i).map(|t| self.dequeued(t));
             }
-            if s.1 {
+            if closed {
                 return None;
             }
             s = rewait(&self.cv, s);
         }
     }
 
-    /// Remove and return the first queued item that `pred` accepts, without waiting.
+    /// Remove and return the first queued item that `pred` accepts, reserved or not,
+    /// without waiting.
     pub(crate) fn take(&self, pred: impl Fn(&T) -> bool) -> Option<T> {
         let mut s = relock(&self.state);
-        let i = s.0.iter().position(pred)?;
-        s.0.remove(i)
+        let i = s.items.iter().position(|(t, _)| pred(t))?;
+        s.items.remove(i).map(|t| self.dequeued(t))
     }
 
-    /// Refuse new items; consumers drain what is queued, then get `None`.
+    fn dequeued(&self, (t, reserved): (T, bool)) -> T {
+        if reserved {
+            self.reserved.fetch_sub(1, Ordering::SeqCst);
+        }
+        t
+    }
+
+    /// Refuse new items; consumers drain what is queued, reserved or not, then get `None`.
     pub(crate) fn close(&self) {
-        relock(&self.state).1 = true;
+        relock(&self.state).closed = true;
         self.cv.notify_all();
     }
 }
@@ -132,6 +182,43 @@ mod tests {
         assert_eq!(q.pop(), Some(1));
         assert_eq!(q.pop(), Some(3));
         assert_eq!(q.pop(), Some(2));
+    }
+
+    #[test]
+    fn reserved_items_wait_for_release_take_or_close() {
+        let q = WorkQueue::new();
+        q.push_reserved(1).unwrap();
+        q.push(2).unwrap();
+        q.push_reserved(3).unwrap();
+        q.push_reserved(4).unwrap();
+        // Consumers pass over reserved items.
+        assert_eq!(q.pop(), Some(2));
+        // Released: a consumer gets it; taken back: nobody else does.
+        q.release(|&i| i == 3);
+        assert_eq!(q.pop(), Some(3));
+        assert_eq!(q.take(|&i| i == 1), Some(1));
+        q.push_reserved(5).unwrap();
+        q.release_all();
+        assert_eq!(q.pop(), Some(4));
+        assert_eq!(q.pop(), Some(5));
+        // Still reserved at close: consumers drain it.
+        q.push_reserved(6).unwrap();
+        q.close();
+        assert_eq!(q.pop(), Some(6));
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn release_wakes_a_waiting_consumer() {
+        let q = Arc::new(WorkQueue::new());
+        q.push_reserved(1).unwrap();
+        let c = {
+            let q = q.clone();
+            std::thread::spawn(move || q.pop())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        q.release(|&i| i == 1);
+        assert_eq!(c.join().unwrap(), Some(1));
     }
 
     #[test]

@@ -463,13 +463,9 @@ fn waiters_flush_their_own_batches() {
         }
         let by_waiters = j.waiter_flushes();
         if waiters_flush {
-            // Each append seals its own batch (nothing else is in flight), queued without
-            // waking a worker: each is flushed by its waiter (a worker still starting up
-            // may take the first).
-            assert!(
-                by_waiters >= 99,
-                "{by_waiters} batches flushed by their waiters"
-            );
+            // Each append seals its own batch (nothing else is in flight), queued reserved
+            // for its appender: each is flushed by its waiter.
+            assert_eq!(by_waiters, 100, "batches flushed by their waiters");
         } else {
             assert_eq!(by_waiters, 0);
         }
@@ -479,8 +475,8 @@ fn waiters_flush_their_own_batches() {
         j.close().unwrap();
     }
 
-    // The first fdatasync fails: the append's wait reports the poisoning whichever thread
-    // flushed, and over tries at least one failure was met by the waiter itself.
+    // The first fdatasync fails: the append's wait reports the poisoning, met by the
+    // waiter itself, which flushed its reserved batch.
     let mut met_by_waiter = 0;
     for i in 0..20 {
         let (fs, dfs) = setup();
@@ -503,15 +499,14 @@ fn waiters_flush_their_own_batches() {
         assert!(j.append(b"m", b"d").is_err());
         assert!(j.close().is_err());
     }
-    // Workers of a journal just opened may take a few on their first look at the queue.
-    assert!(
-        met_by_waiter >= 15,
-        "{met_by_waiter} of 20 failing flushes ran on the waiting thread"
+    assert_eq!(
+        met_by_waiter, 20,
+        "failing flushes run on the waiting thread"
     );
 }
 
-/// A batch queued for its waiter without waking a worker still reaches the disk when
-/// nobody waits for it: its handle dropped, or polled, or a later append's wait.
+/// A batch queued reserved for its waiter still reaches the disk when nobody waits for it:
+/// its handle dropped, or polled, or a later append's wait.
 #[test]
 fn held_batches_reach_the_workers() {
     let syncs = |fs: &SimFs| {
@@ -520,7 +515,7 @@ fn held_batches_reach_the_workers() {
             .filter(|o| matches!(o, SimOp::SyncData { .. }))
             .count()
     };
-    // Eventually, or fail: a held batch nobody releases would never be synced.
+    // Eventually, or fail: a reserved batch nobody releases would never be synced.
     let synced_after = |fs: &SimFs, n: usize| {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while syncs(fs) <= n && std::time::Instant::now() < until {
@@ -534,8 +529,6 @@ fn held_batches_reach_the_workers() {
     let mut want = vec![(b"first".to_vec(), b"x".to_vec())];
 
     // Dropped: the workers get it.
-    // Workers still starting would take a held batch on their first look at the queue.
-    std::thread::sleep(std::time::Duration::from_millis(100));
     let n = syncs(&fs);
     drop(j.append(b"dropped", b"1").unwrap());
     want.push((b"dropped".to_vec(), b"1".to_vec()));

@@ -17,8 +17,11 @@
 
 use crate::error::{Error, Result};
 
+/// Bytes of a frame's header: magic, struct and compat versions, two reserved bytes and
+/// the payload length.
+const FRAME_HEADER: usize = 12;
 /// Bytes of frame overhead: header plus CRC trailer.
-pub const FRAME_OVERHEAD: usize = 16;
+pub const FRAME_OVERHEAD: usize = FRAME_HEADER + 4;
 
 /// Appends little-endian values to a buffer.
 #[derive(Debug, Default)]
@@ -59,9 +62,11 @@ impl Encoder {
     /// Length-prefixed (u32) bytes. Callers bound lengths by validation; a longer
     /// slice would be a bug, so it is clamped rather than silently wrapped.
     pub fn bytes(&mut self, v: &[u8]) {
-        let n = u32::try_from(v.len()).expect("encoded field over 4 GiB: validation missed it");
-        self.u32(n);
-        self.buf.extend_from_slice(v);
+        let r: Result<(), std::convert::Infallible> = self.bytes_with(|out| {
+            out.extend_from_slice(v);
+            Ok(())
+        });
+        let Ok(()) = r;
     }
     pub fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
@@ -206,7 +211,7 @@ pub fn frame_into(
     put(out);
     debug_assert_eq!(
         out.len() - start,
-        12 + len,
+        FRAME_HEADER + len,
         "frame payload of the wrong length"
     );
     let crc = crc32c::crc32c(&out[start..]);
@@ -243,8 +248,8 @@ pub fn unframe<'a>(magic: [u8; 4], my_v: u8, buf: &'a [u8], what: &str) -> Resul
             buf.len().saturating_sub(FRAME_OVERHEAD)
         )));
     }
-    let body = &buf[..12 + n];
-    let want = u32::from_le_bytes([buf[12 + n], buf[13 + n], buf[14 + n], buf[15 + n]]);
+    let (body, trailer) = buf.split_at(FRAME_HEADER + n);
+    let want = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     let got = crc32c::crc32c(body);
     if want != got {
         return Err(Error::corrupt(format!(

@@ -35,6 +35,7 @@
 //! rejection), puts the store in a failed state: every later call returns ESHUTDOWN and
 //! nothing more is acknowledged. Remount recovers from the journal.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -354,12 +355,13 @@ fn encode_entry(txns: &[Transaction], staged: &[Staged]) -> Result<Vec<u8>> {
             .filter(|s| s.txn == i as u32)
             .map(|s| s.op)
             .collect();
-        // Straight into the entry: a large write's data is copied once.
-        if mine.is_empty() {
-            e.bytes_with(|out| t.encode_into(out))?;
+        let t = if mine.is_empty() {
+            Cow::Borrowed(t)
         } else {
-            e.bytes_with(|out| stripped(t, &mine).encode_into(out))?;
-        }
+            Cow::Owned(stripped(t, &mine))
+        };
+        // Straight into the entry: a large write's data is copied once.
+        e.bytes_with(|out| t.encode_into(out))?;
     }
     if !staged.is_empty() {
         e.raw(&STAGED_MAGIC);

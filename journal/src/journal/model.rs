@@ -6,7 +6,7 @@
 //! blocked), or on a broken promise:
 //! - every append's wait returns, and so does every callback, exactly once; appends
 //!   without a callback are waited on, polled until done, or dropped unwaited (their
-//!   batches may be held back for their waiters, see `Inner::held`);
+//!   batches may be queued reserved for their waiters, see `WorkQueue::push_reserved`);
 //! - callbacks run in journal order (positions increase), so per appender in append order;
 //! - once a flush fails, no entry after the failed one is acknowledged (fsyncgate: the
 //!   simulated fsync fails once and would then "succeed");
@@ -265,7 +265,7 @@ fn run(sc: &Scenario) {
         }
     }
     // An unwaited entry is durable once a later one of its thread is, or after a clean
-    // close (which flushes a batch held back for a handle that was dropped).
+    // close (which flushes a batch reserved for a handle that was dropped).
     for (&(t, i), p) in &seen.dropped {
         let later_ok = seen
             .outcome
