@@ -15,10 +15,16 @@
 //! (`JournalOptions::inplace_from`: entries with that much data or more are written in place
 //! by their appenders; 18446744073709551615 = never). A third anchor, `raw-direct`, is
 //! the log-shaped loop with O_DIRECT writes: the limit of the journal's own write path.
+//! OSTORE_BENCH_INTERLEAVE=<ms> instead alternates the journal and `raw-log` in slices of
+//! that many milliseconds on one open journal and one set of raw files,
+//! OSTORE_BENCH_PAIRS (default 20) pairs per cell, and prints the ratio of the totals and
+//! the median (min-max) of the pairs' ratios: both sides then see the same disk state,
+//! which drifts on this VM by more than the differences measured.
+//! OSTORE_BENCH_VOLUME=<bytes> sets the journal's volume size (and so the raw-log files').
 //! A value that does not parse stops the run with a message naming the variable.
 
 use ostore_journal::bench::{
-    config, run_journal, run_raw, run_raw_direct, run_raw_log, BenchResult,
+    config, run_interleaved, run_journal, run_raw, run_raw_direct, run_raw_log, BenchResult,
 };
 use ostore_journal::{BlankMethod, IoMode};
 use std::time::Duration;
@@ -88,8 +94,16 @@ fn main() {
     let direct = env_opt("OSTORE_BENCH_DIRECT");
     let inplace = env_opt("OSTORE_BENCH_INPLACE");
     let waiters = env_choice("OSTORE_BENCH_WAITERS", &["0", "1"]).map(|v| v == "1");
-    println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log | raw-direct ops/s (min–max) | journal / raw-direct | journal / raw-log, per rep |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let volume = env_opt("OSTORE_BENCH_VOLUME");
+    let interleave = env_opt("OSTORE_BENCH_INTERLEAVE").map(Duration::from_millis);
+    let pairs = env("OSTORE_BENCH_PAIRS", 20).max(1) as usize;
+    if interleave.is_some() {
+        println!("| entry | appenders | pairs x slice | journal appends/s | raw-log ops/s | journal / raw-log, totals | journal / raw-log, per pair |");
+        println!("|---|---|---|---|---|---|---|");
+    } else {
+        println!("| entry | appenders | journal appends/s (min–max) | journal MB/s | raw ops/s (min–max) | raw MB/s | journal / raw | raw-log ops/s (min–max) | journal / raw-log | raw-direct ops/s (min–max) | journal / raw-direct | journal / raw-log, per rep |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    }
     for size in sizes {
         for conc in concs {
             if filter
@@ -114,6 +128,37 @@ fn main() {
             if let Some(w) = waiters {
                 cfg.options.waiters_flush = w;
             }
+            if let Some(v) = volume {
+                cfg.geometry.volume_size = v;
+            }
+            let label = match size {
+                4096 => "4 KiB",
+                65536 => "64 KiB",
+                _ => "1 MiB",
+            };
+            if let Some(slice) = interleave {
+                let v = run_interleaved(&cfg, slice, pairs).expect("interleaved run");
+                let total = |f: fn(&(BenchResult, BenchResult)) -> &BenchResult| {
+                    let ops: u64 = v.iter().map(|p| f(p).ops).sum();
+                    let secs: f64 = v.iter().map(|p| f(p).secs).sum();
+                    ops as f64 / secs
+                };
+                let (j, l) = (total(|p| &p.0), total(|p| &p.1));
+                let mut per_pair: Vec<f64> = v
+                    .iter()
+                    .map(|(j, l)| j.ops_per_sec() / l.ops_per_sec())
+                    .collect();
+                per_pair.sort_by(f64::total_cmp);
+                println!(
+                    "| {label} | {conc} | {pairs} x {} ms | {j:.0} | {l:.0} | {:.3} | {:.3} ({:.2}–{:.2}) |",
+                    slice.as_millis(),
+                    j / l,
+                    per_pair[per_pair.len() / 2],
+                    per_pair[0],
+                    per_pair[per_pair.len() - 1],
+                );
+                continue;
+            }
             let (mut js, mut rs, mut ls, mut ds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
                 js.push(run_journal(&cfg).expect("journal run"));
@@ -133,11 +178,6 @@ fn main() {
             let (r, rlo, rhi) = median(rs);
             let (l, llo, lhi) = median(ls);
             let (d, dlo, dhi) = median(ds);
-            let label = match size {
-                4096 => "4 KiB",
-                65536 => "64 KiB",
-                _ => "1 MiB",
-            };
             println!(
                 "| {label} | {conc} | {:.0} ({jlo:.0}–{jhi:.0}) | {:.1} | {:.0} ({rlo:.0}–{rhi:.0}) | {:.1} | {:.2} | {:.0} ({llo:.0}–{lhi:.0}) | {:.2} | {:.0} ({dlo:.0}–{dhi:.0}) | {:.2} | {:.2} ({:.2}–{:.2}) |",
                 j.ops_per_sec(),

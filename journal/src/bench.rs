@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::format::Geometry;
 use crate::journal::{Journal, JournalOptions};
 use crate::scan::{MetaAction, ScanCallbacks};
-use crate::vfs::{OpenMode, RealFs, Vfs};
+use crate::vfs::{OpenMode, RealFs, Vfs, VfsFile};
 use crate::Position;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -115,74 +115,147 @@ fn run_threads_until(
     })
 }
 
-/// Durable journal appends. Volumes are trimmed as the run goes, as checkpoints would.
-pub fn run_journal(cfg: &BenchConfig) -> Result<BenchResult> {
-    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
-    let dir = cfg.dir.join("journal");
-    let _ = std::fs::remove_dir_all(&dir);
-    Journal::create(&*fs, &dir, cfg.geometry)?;
-    let (j, _) = Journal::open(fs, &dir, cfg.options.clone(), &mut Nothing)?;
-    // Let the blank maker finish before measuring: its zero-filling competes for the disk.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while j.blanks_ready() < cfg.options.blank_target.min(1) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    j.append(b"warmup", &[0u8; 4096])?.wait()?;
-    while j.blanks_ready() < cfg.options.blank_target && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let data = vec![0x5au8; cfg.entry_size];
-    let appender = |t: usize, stop: &AtomicBool, count: &AtomicU64| -> Result<()> {
-        let mut i = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let meta = [t as u64, i].map(u64::to_le_bytes).concat();
-            let h = j.append(&meta, &data)?;
-            h.wait()?;
-            count.fetch_add(1, Ordering::Relaxed);
-            i += 1;
-        }
-        Ok(())
-    };
-    // Volumes are trimmed as a store's checkpoints would, from a thread of its own: a
-    // trim's renames and directory syncs are not on an appender's path.
-    let trimming = AtomicBool::new(true);
-    let trimmer = || -> Result<()> {
-        while trimming.load(Ordering::Relaxed) {
-            let end = j.end_position().volume;
-            j.trim_before(end.saturating_sub(1))?;
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
-    };
-    // Warm up to the steady state before the clock starts: until the journal has moved
-    // through more volumes than the blank pool holds (so trimmed volumes come back as
-    // blanks faster than they are taken) or for at most the measured time. Without it
-    // the pool's first refills (a volume of zeros written and synced each, beside the
-    // journal's own writes) fell inside the measured seconds: 3 of them in a 2 s run of
-    // 1 MiB entries.
-    let measure = || -> Result<BenchResult> {
-        let first = j.end_position().volume;
-        let settled = first + cfg.options.max_blanks as u64 + 2;
-        run_threads_until(cfg.concurrency, cfg.entry_size, appender, |elapsed| {
-            elapsed >= cfg.duration || j.end_position().volume >= settled
-        })?;
+/// A journal open for benchmarking: appenders wait for durability before their next
+/// append; volumes are trimmed as a store's checkpoints would.
+struct JournalBench<'a> {
+    cfg: &'a BenchConfig,
+    dir: PathBuf,
+    j: Journal,
+    data: Vec<u8>,
+}
+
+impl<'a> JournalBench<'a> {
+    fn open(cfg: &'a BenchConfig) -> Result<Self> {
+        let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+        let dir = cfg.dir.join("journal");
+        let _ = std::fs::remove_dir_all(&dir);
+        Journal::create(&*fs, &dir, cfg.geometry)?;
+        let (j, _) = Journal::open(fs, &dir, cfg.options.clone(), &mut Nothing)?;
+        // Let the blank maker finish before measuring: its zero-filling competes for the disk.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while j.blanks_ready() < cfg.options.blank_target && Instant::now() < deadline {
+        while j.blanks_ready() < cfg.options.blank_target.min(1) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        run_threads(cfg.concurrency, cfg.duration, cfg.entry_size, appender)
-    };
-    let r = std::thread::scope(|s| {
-        let t = s.spawn(trimmer);
-        let r = measure();
-        trimming.store(false, Ordering::Relaxed);
-        let t = t
-            .join()
-            .unwrap_or_else(|_| Err(Error::InvalidConfig("trim thread panicked".into())));
-        r.and_then(|r| t.map(|()| r))
+        j.append(b"warmup", &[0u8; 4096])?.wait()?;
+        let jb = JournalBench {
+            cfg,
+            dir,
+            j,
+            data: vec![0x5au8; cfg.entry_size],
+        };
+        jb.blanks_refilled();
+        Ok(jb)
+    }
+
+    fn blanks_refilled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.j.blanks_ready() < self.cfg.options.blank_target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn run_until(&self, done: impl FnMut(Duration) -> bool) -> Result<BenchResult> {
+        let appender = |t: usize, stop: &AtomicBool, count: &AtomicU64| -> Result<()> {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let meta = [t as u64, i].map(u64::to_le_bytes).concat();
+                self.j.append(&meta, &self.data)?.wait()?;
+                count.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            Ok(())
+        };
+        run_threads_until(self.cfg.concurrency, self.cfg.entry_size, appender, done)
+    }
+
+    fn run_for(&self, d: Duration) -> Result<BenchResult> {
+        self.run_until(|elapsed| elapsed >= d)
+    }
+
+    /// Warm up to the steady state before the clock starts: until the journal has moved
+    /// through more volumes than the blank pool holds (so trimmed volumes come back as
+    /// blanks faster than they are taken) or for at most the measured time. Without it
+    /// the pool's first refills (a volume of zeros written and synced each, beside the
+    /// journal's own writes) fell inside the measured seconds: 3 of them in a 2 s run of
+    /// 1 MiB entries.
+    fn warm_up(&self) -> Result<()> {
+        let first = self.j.end_position().volume;
+        let settled = first + self.cfg.options.max_blanks as u64 + 2;
+        self.run_until(|elapsed| {
+            elapsed >= self.cfg.duration || self.j.end_position().volume >= settled
+        })?;
+        self.blanks_refilled();
+        Ok(())
+    }
+
+    /// Run `f` while a thread of its own trims volumes, as a store's checkpoints would: a
+    /// trim's renames and directory syncs are not on an appender's path.
+    fn trimming<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let trimming = AtomicBool::new(true);
+        let trimmer = || -> Result<()> {
+            while trimming.load(Ordering::Relaxed) {
+                let end = self.j.end_position().volume;
+                self.j.trim_before(end.saturating_sub(1))?;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        };
+        std::thread::scope(|s| {
+            let t = s.spawn(trimmer);
+            let r = f();
+            trimming.store(false, Ordering::Relaxed);
+            let t = t
+                .join()
+                .unwrap_or_else(|_| Err(Error::InvalidConfig("trim thread panicked".into())));
+            r.and_then(|r| t.map(|()| r))
+        })
+    }
+
+    fn close(self) -> Result<()> {
+        self.j.close()?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+/// Durable journal appends. Volumes are trimmed as the run goes, as checkpoints would.
+pub fn run_journal(cfg: &BenchConfig) -> Result<BenchResult> {
+    let jb = JournalBench::open(cfg)?;
+    let r = jb.trimming(|| {
+        jb.warm_up()?;
+        jb.run_for(cfg.duration)
     });
-    j.close()?;
-    let _ = std::fs::remove_dir_all(&dir);
+    jb.close()?;
+    r
+}
+
+/// The journal and the log-shaped raw anchor ([`run_raw_log`]) in `pairs` pairs of
+/// alternating slices of `slice` each, on one open journal and one set of raw files:
+/// within a pair both see the same state of the disk, which on a virtual disk drifts by
+/// tens of percent over minutes, more than the difference measured. Which of the two runs
+/// first alternates between pairs. Gives each pair's (journal, raw-log) results.
+pub fn run_interleaved(
+    cfg: &BenchConfig,
+    slice: Duration,
+    pairs: usize,
+) -> Result<Vec<(BenchResult, BenchResult)>> {
+    let raw = RawBench::open(cfg, "raw-log", log_slots(cfg), false)?;
+    let jb = JournalBench::open(cfg)?;
+    let r = jb.trimming(|| {
+        jb.warm_up()?;
+        (0..pairs)
+            .map(|i| {
+                if i % 2 == 0 {
+                    let j = jb.run_for(slice)?;
+                    Ok((j, raw.run_for(slice)?))
+                } else {
+                    let r = raw.run_for(slice)?;
+                    Ok((jb.run_for(slice)?, r))
+                }
+            })
+            .collect()
+    });
+    jb.close()?;
     r
 }
 
@@ -190,78 +263,104 @@ pub fn run_journal(cfg: &BenchConfig) -> Result<BenchResult> {
 /// `pwrite` + `fdatasync`.
 pub fn run_raw(cfg: &BenchConfig) -> Result<BenchResult> {
     let slots = (16 << 20) / cfg.entry_size.max(1);
-    raw_loop(cfg, "raw", slots.clamp(4, 256) as u64, false)
+    RawBench::open(cfg, "raw", slots.clamp(4, 256) as u64, false)?.run_for(cfg.duration)
+}
+
+/// Entries per writer of the log-shaped loops: 1/N of a journal volume, at least 4.
+fn log_slots(cfg: &BenchConfig) -> u64 {
+    let per_writer = cfg.geometry.volume_size / cfg.concurrency.max(1) as u64;
+    (per_writer / cfg.entry_size.max(1) as u64).max(4)
 }
 
 /// The log-shaped raw anchor: each of the N threads writes sequentially through its own
 /// pre-written file of 1/N of a journal volume (at least 4 entries), wrapping at its end.
 pub fn run_raw_log(cfg: &BenchConfig) -> Result<BenchResult> {
-    let per_writer = cfg.geometry.volume_size / cfg.concurrency.max(1) as u64;
-    let slots = per_writer / cfg.entry_size.max(1) as u64;
-    raw_loop(cfg, "raw-log", slots.max(4), false)
+    RawBench::open(cfg, "raw-log", log_slots(cfg), false)?.run_for(cfg.duration)
 }
 
 /// [`run_raw_log`] with `O_DIRECT` writes from aligned buffers (then `fdatasync`), the
 /// journal's own write path when direct I/O is on: the limit of that path.
 pub fn run_raw_direct(cfg: &BenchConfig) -> Result<BenchResult> {
-    let per_writer = cfg.geometry.volume_size / cfg.concurrency.max(1) as u64;
-    let slots = per_writer / cfg.entry_size.max(1) as u64;
-    raw_loop(cfg, "raw-direct", slots.max(4), true)
+    RawBench::open(cfg, "raw-direct", log_slots(cfg), true)?.run_for(cfg.duration)
 }
 
-fn raw_loop(cfg: &BenchConfig, name: &str, slots: u64, direct: bool) -> Result<BenchResult> {
-    let fs = RealFs;
-    let dir = cfg.dir.join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    fs.create_dir_all(&dir)
-        .map_err(|e| Error::io("mkdir", &dir, e))?;
-    let file_len = slots * cfg.entry_size as u64;
-    let files = (0..cfg.concurrency)
-        .map(|t| {
-            let p = dir.join(format!("raw-{t}"));
-            let f = fs
-                .open(&p, OpenMode::CreateTruncate)
-                .map_err(|e| Error::io("create", &p, e))?;
-            let zeros = vec![0u8; 1 << 20];
-            let mut off = 0;
-            while off < file_len {
-                let n = zeros.len().min((file_len - off) as usize);
-                f.write_at(&zeros[..n], off)
-                    .map_err(|e| Error::io("write", &p, e))?;
-                off += n as u64;
-            }
-            f.sync_all().map_err(|e| Error::io("fsync", &p, e))?;
-            let f = if direct {
-                fs.open(&p, OpenMode::ReadWriteDirect)
-                    .map_err(|e| Error::io("open", &p, e))?
-            } else {
-                f
-            };
-            Ok((p, f))
+/// Pre-written files of a raw loop, one per thread, each written at `slots` entry-sized
+/// places in turn; removed on drop.
+struct RawBench<'a> {
+    cfg: &'a BenchConfig,
+    dir: PathBuf,
+    slots: u64,
+    files: Vec<(PathBuf, Box<dyn VfsFile>)>,
+    /// Where each thread's next write goes, kept across runs so that slices of one
+    /// interleaved run continue through the files as one run would.
+    next: Vec<AtomicU64>,
+    data: AlignedBuf,
+}
+
+impl<'a> RawBench<'a> {
+    fn open(cfg: &'a BenchConfig, name: &str, slots: u64, direct: bool) -> Result<Self> {
+        let fs = RealFs;
+        let dir = cfg.dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        fs.create_dir_all(&dir)
+            .map_err(|e| Error::io("mkdir", &dir, e))?;
+        let file_len = slots * cfg.entry_size as u64;
+        let files = (0..cfg.concurrency)
+            .map(|t| {
+                let p = dir.join(format!("raw-{t}"));
+                let f = fs
+                    .open(&p, OpenMode::CreateTruncate)
+                    .map_err(|e| Error::io("create", &p, e))?;
+                let zeros = vec![0u8; 1 << 20];
+                let mut off = 0;
+                while off < file_len {
+                    let n = zeros.len().min((file_len - off) as usize);
+                    f.write_at(&zeros[..n], off)
+                        .map_err(|e| Error::io("write", &p, e))?;
+                    off += n as u64;
+                }
+                f.sync_all().map_err(|e| Error::io("fsync", &p, e))?;
+                let f = if direct {
+                    fs.open(&p, OpenMode::ReadWriteDirect)
+                        .map_err(|e| Error::io("open", &p, e))?
+                } else {
+                    f
+                };
+                Ok((p, f))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RawBench {
+            cfg,
+            dir,
+            slots,
+            files,
+            next: (0..cfg.concurrency).map(|_| AtomicU64::new(0)).collect(),
+            data: AlignedBuf::from_slice(&vec![0x5au8; cfg.entry_size]),
         })
-        .collect::<Result<Vec<_>>>()?;
-    let data = AlignedBuf::from_slice(&vec![0x5au8; cfg.entry_size]);
-    let r = run_threads(
-        cfg.concurrency,
-        cfg.duration,
-        cfg.entry_size,
-        |t, stop, count| {
-            let (p, f) = &files[t];
-            let mut i = 0u64;
+    }
+
+    fn run_for(&self, d: Duration) -> Result<BenchResult> {
+        let size = self.cfg.entry_size;
+        run_threads(self.cfg.concurrency, d, size, |t, stop, count| {
+            let (p, f) = &self.files[t];
             while !stop.load(Ordering::Relaxed) {
-                let off = (i % slots) * cfg.entry_size as u64;
-                f.write_at(&data, off)
+                let i = self.next[t].fetch_add(1, Ordering::Relaxed);
+                let off = (i % self.slots) * size as u64;
+                f.write_at(&self.data, off)
                     .map_err(|e| Error::io("write", p, e))?;
                 f.sync_data().map_err(|e| Error::io("fdatasync", p, e))?;
                 count.fetch_add(1, Ordering::Relaxed);
-                i += 1;
             }
             Ok(())
-        },
-    );
-    drop(files);
-    let _ = std::fs::remove_dir_all(&dir);
-    r
+        })
+    }
+}
+
+impl Drop for RawBench<'_> {
+    fn drop(&mut self) {
+        self.files.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A default configuration in `dir`.
