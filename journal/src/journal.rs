@@ -200,6 +200,9 @@ type Callback = Box<dyn FnOnce(Result<()>) + Send>;
 struct CState {
     result: Option<Result<(), Arc<Error>>>,
     callbacks: Vec<Callback>,
+    /// Threads blocked in [`AppendHandle::wait`]: a wake-up is a syscall, and mostly the
+    /// waiter flushed its batch itself, so nobody waits.
+    waiters: usize,
 }
 
 /// Completion of one batch, shared by the handles of its entries.
@@ -223,7 +226,9 @@ impl Completion {
                 return;
             }
             s.result = Some(r.clone());
-            self.cv.notify_all();
+            if s.waiters > 0 {
+                self.cv.notify_all();
+            }
             std::mem::take(&mut s.callbacks)
         };
         for cb in cbs {
@@ -297,7 +302,9 @@ impl AppendHandle {
             if let Some(r) = &s.result {
                 return r.clone().map_err(Error::Poisoned);
             }
+            s.waiters += 1;
             s = rewait(&self.completion.cv, s);
+            s.waiters -= 1;
         }
     }
 
@@ -481,6 +488,8 @@ struct Pending {
 }
 
 struct State {
+    /// Threads waiting on `Inner::space` (see `Inner::wait_space`).
+    space_waiters: usize,
     poisoned: Option<Arc<Error>>,
     closed: bool,
     open: Option<OpenBatch>,
@@ -753,6 +762,7 @@ impl Journal {
             geo,
             magic: info.magic,
             state: Mutex::new(State {
+                space_waiters: 0,
                 poisoned: None,
                 closed: false,
                 open: None,
@@ -926,6 +936,22 @@ impl Inner {
         relock(&self.state)
     }
 
+    /// Wait for room in the open batch or for flushes to finish (`space`), counted so
+    /// that [`Inner::notify_space`] makes no syscall when nobody waits.
+    fn wait_space<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.space_waiters += 1;
+        st = rewait(&self.space, st);
+        st.space_waiters -= 1;
+        st
+    }
+
+    /// Wake the threads in [`Inner::wait_space`], if any. Called with the state lock held.
+    fn notify_space(&self, st: &State) {
+        if st.space_waiters > 0 {
+            self.space.notify_all();
+        }
+    }
+
     fn append(&self, meta: &[u8], data: &[u8], cb: Option<Callback>) -> Result<AppendHandle> {
         for (what, len) in [("metadata", meta.len()), ("data", data.len())] {
             if len as u64 > entry::MAX_LEN {
@@ -962,7 +988,7 @@ impl Inner {
             if !full {
                 break;
             }
-            st = rewait(&self.space, st);
+            st = self.wait_space(st);
         }
         let start = st.next_start;
         let b = st
@@ -1045,7 +1071,7 @@ impl Inner {
             b.writers -= 1;
         }
         // A drain, or appenders held by a full batch, wait for the writers to finish.
-        self.space.notify_all();
+        self.notify_space(&st);
         if let Err(e) = r {
             return Err(self.fail(st, e));
         }
@@ -1397,7 +1423,7 @@ impl Inner {
         if let Some(b) = st.open.take() {
             out.push((b.completion, err.clone()));
         }
-        self.space.notify_all();
+        self.notify_space(st);
         out
     }
 
@@ -1556,7 +1582,7 @@ impl Inner {
         if st.poisoned.is_none() && self.sealable(&st) {
             failed.extend(self.seal(&mut st, false));
         }
-        self.space.notify_all();
+        self.notify_space(&st);
         self.finish_locked(st, ok, failed);
     }
 
@@ -1593,7 +1619,7 @@ impl Inner {
                 }
                 return Ok(());
             }
-            st = rewait(&self.space, st);
+            st = self.wait_space(st);
         }
     }
 
