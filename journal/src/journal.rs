@@ -19,8 +19,8 @@
 //! The workers get it after all when its handle is polled or dropped, at the next append
 //! (whose entry completes after it), or at close. Under load the batches stay with the
 //! workers: with 16-64 appenders, appenders flushing them cost 10-20% of the appends per
-//! second. A waiter opens its own descriptors, as a worker does,
-//! and counts against `max_inflight` like one.
+//! second. A waiter opens its own descriptors, as a worker does, and counts against
+//! `max_inflight` like one.
 //!
 //! An entry with at least `JournalOptions::inplace_from` bytes of data (512 KiB by default,
 //! see there) is not copied whole: the whole sectors its data fills are written by its appender, straight

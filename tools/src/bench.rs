@@ -1100,6 +1100,15 @@ pub fn table(rs: &[BenchResult]) -> String {
         "| workload | backend | clients | ops/s | MB/s | p50 µs | p99 µs | p99.9 µs | anchor | anchor value | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rs {
+        // A run that records no latencies (the journal bench counts appends only) has
+        // every percentile 0, which no recorded latency can be (the histogram starts at 1).
+        let lat = |v: u64| {
+            if r.p999_us == 0 {
+                "-".to_string()
+            } else {
+                v.to_string()
+            }
+        };
         s.push_str(&format!(
             "| {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             r.workload,
@@ -1107,9 +1116,9 @@ pub fn table(rs: &[BenchResult]) -> String {
             r.clients,
             r.ops_per_sec,
             r.mb_per_sec,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
+            lat(r.p50_us),
+            lat(r.p99_us),
+            lat(r.p999_us),
             r.anchor.as_deref().unwrap_or("-"),
             r.anchor_value.map_or("-".into(), |v| format!(
                 "{v:.1} {}",
@@ -1216,4 +1225,37 @@ pub fn svg(rs: &[BenchResult]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_latencies_only_where_recorded() {
+        let mut h = hist();
+        h.record(250).unwrap();
+        let timed = Tally {
+            ops: 1,
+            bytes: 4096,
+            secs: 1.0,
+            hist: h,
+        }
+        .result("small-overwrite", "memstore", 1);
+        let counted = Tally {
+            ops: 1,
+            bytes: 4096,
+            secs: 1.0,
+            hist: hist(),
+        }
+        .result("journal", "journal", 1);
+        let t = table(&[timed, counted]);
+        let rows: Vec<&str> = t.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(rows.len(), 3, "{t}");
+        let cells =
+            |row: &str| -> Vec<String> { row.split('|').map(|c| c.trim().to_string()).collect() };
+        // Columns 6-8 are p50, p99, p99.9 (column 0 is before the first bar).
+        assert_eq!(cells(rows[1])[6..9], ["250", "250", "250"], "{t}");
+        assert_eq!(cells(rows[2])[6..9], ["-", "-", "-"], "{t}");
+    }
 }
