@@ -24,7 +24,7 @@
 //! A value that does not parse stops the run with a message naming the variable.
 
 use ostore_journal::bench::{
-    config, run_interleaved, run_journal, run_raw, run_raw_direct, run_raw_log, BenchResult,
+    config, run_interleaved, run_journal, run_raw, run_raw_direct, run_raw_log, BenchResult, Spread,
 };
 use ostore_journal::{BlankMethod, IoMode};
 use std::time::Duration;
@@ -138,24 +138,16 @@ fn main() {
             };
             if let Some(slice) = interleave {
                 let v = run_interleaved(&cfg, slice, pairs).expect("interleaved run");
-                let total = |f: fn(&(BenchResult, BenchResult)) -> &BenchResult| {
-                    let ops: u64 = v.iter().map(|p| f(p).ops).sum();
-                    let secs: f64 = v.iter().map(|p| f(p).secs).sum();
-                    ops as f64 / secs
-                };
-                let (j, l) = (total(|p| &p.0), total(|p| &p.1));
-                let mut per_pair: Vec<f64> = v
-                    .iter()
-                    .map(|(j, l)| j.ops_per_sec() / l.ops_per_sec())
-                    .collect();
-                per_pair.sort_by(f64::total_cmp);
+                let p = v.per_pair;
                 println!(
-                    "| {label} | {conc} | {pairs} x {} ms | {j:.0} | {l:.0} | {:.3} | {:.3} ({:.2}–{:.2}) |",
+                    "| {label} | {conc} | {pairs} x {} ms | {:.0} | {:.0} | {:.3} | {:.3} ({:.2}–{:.2}) |",
                     slice.as_millis(),
-                    j / l,
-                    per_pair[per_pair.len() / 2],
-                    per_pair[0],
-                    per_pair[per_pair.len() - 1],
+                    v.journal.ops_per_sec(),
+                    v.raw_log.ops_per_sec(),
+                    v.ratio(),
+                    p.median,
+                    p.min,
+                    p.max,
                 );
                 continue;
             }
@@ -168,12 +160,7 @@ fn main() {
             }
             // The journal and raw-log runs of one rep are next to each other in time, so
             // their ratio is less moved by the disk's drift than the ratio of medians.
-            let mut per_rep: Vec<f64> = js
-                .iter()
-                .zip(&ls)
-                .map(|(j, l)| j.ops_per_sec() / l.ops_per_sec())
-                .collect();
-            per_rep.sort_by(f64::total_cmp);
+            let per_rep = Spread::of_ratios(js.iter().zip(&ls)).expect("at least one rep");
             let (j, jlo, jhi) = median(js);
             let (r, rlo, rhi) = median(rs);
             let (l, llo, lhi) = median(ls);
@@ -189,9 +176,9 @@ fn main() {
                 j.ops_per_sec() / l.ops_per_sec(),
                 d.ops_per_sec(),
                 j.ops_per_sec() / d.ops_per_sec(),
-                per_rep[per_rep.len() / 2],
-                per_rep[0],
-                per_rep[per_rep.len() - 1],
+                per_rep.median,
+                per_rep.min,
+                per_rep.max,
             );
         }
     }

@@ -49,6 +49,21 @@ pub struct BenchResult {
 }
 
 impl BenchResult {
+    /// The runs taken as one: their operations, bytes and seconds added up.
+    pub fn total<'a>(runs: impl IntoIterator<Item = &'a BenchResult>) -> BenchResult {
+        runs.into_iter().fold(
+            BenchResult {
+                ops: 0,
+                bytes: 0,
+                secs: 0.0,
+            },
+            |t, r| BenchResult {
+                ops: t.ops + r.ops,
+                bytes: t.bytes + r.bytes,
+                secs: t.secs + r.secs,
+            },
+        )
+    }
     /// Operations per second.
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.secs
@@ -57,6 +72,70 @@ impl BenchResult {
     pub fn mb_per_sec(&self) -> f64 {
         self.bytes as f64 / self.secs / 1e6
     }
+}
+
+/// Median, least and greatest of some ratios.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The middle value (the upper one of an even count).
+    pub median: f64,
+    /// The least value.
+    pub min: f64,
+    /// The greatest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `a / b` in ops/s over runs taken side by side; `None` for no runs.
+    /// A side that did nothing counts as a tiny rate rather than dividing by zero.
+    pub fn of_ratios<'a>(
+        runs: impl IntoIterator<Item = (&'a BenchResult, &'a BenchResult)>,
+    ) -> Option<Spread> {
+        let mut v: Vec<f64> = runs
+            .into_iter()
+            .map(|(a, b)| a.ops_per_sec() / b.ops_per_sec().max(1e-9))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        Some(Spread {
+            median: v.get(v.len() / 2).copied()?,
+            min: v[0],
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+/// What [`run_interleaved`] measured.
+#[derive(Debug, Clone)]
+pub struct Interleaved {
+    /// Each pair's (journal, raw-log) slices, in the order run.
+    pub pairs: Vec<(BenchResult, BenchResult)>,
+    /// The journal's slices added up.
+    pub journal: BenchResult,
+    /// The raw-log slices added up.
+    pub raw_log: BenchResult,
+    /// The spread of the pairs' journal / raw-log ratios.
+    pub per_pair: Spread,
+}
+
+impl Interleaved {
+    fn new(pairs: Vec<(BenchResult, BenchResult)>) -> Result<Interleaved> {
+        let per_pair = Spread::of_ratios(pairs.iter().map(|(j, l)| (j, l))).ok_or_else(no_pairs)?;
+        Ok(Interleaved {
+            journal: BenchResult::total(pairs.iter().map(|p| &p.0)),
+            raw_log: BenchResult::total(pairs.iter().map(|p| &p.1)),
+            per_pair,
+            pairs,
+        })
+    }
+
+    /// The journal's ops/s over the raw-log's, of the totals.
+    pub fn ratio(&self) -> f64 {
+        self.journal.ops_per_sec() / self.raw_log.ops_per_sec().max(1e-9)
+    }
+}
+
+fn no_pairs() -> Error {
+    Error::InvalidConfig("an interleaved run needs at least one pair".into())
 }
 
 struct Nothing;
@@ -233,12 +312,11 @@ pub fn run_journal(cfg: &BenchConfig) -> Result<BenchResult> {
 /// alternating slices of `slice` each, on one open journal and one set of raw files:
 /// within a pair both see the same state of the disk, which on a virtual disk drifts by
 /// tens of percent over minutes, more than the difference measured. Which of the two runs
-/// first alternates between pairs. Gives each pair's (journal, raw-log) results.
-pub fn run_interleaved(
-    cfg: &BenchConfig,
-    slice: Duration,
-    pairs: usize,
-) -> Result<Vec<(BenchResult, BenchResult)>> {
+/// first alternates between pairs. `pairs` of 0 is refused.
+pub fn run_interleaved(cfg: &BenchConfig, slice: Duration, pairs: usize) -> Result<Interleaved> {
+    if pairs == 0 {
+        return Err(no_pairs());
+    }
     let raw = RawBench::open(cfg, "raw-log", log_slots(cfg), false)?;
     let jb = JournalBench::open(cfg)?;
     let r = jb.trimming(|| {
@@ -256,7 +334,7 @@ pub fn run_interleaved(
             .collect()
     });
     jb.close()?;
-    r
+    Interleaved::new(r?)
 }
 
 /// The raw anchor: each thread overwrites its own pre-written file of at most 16 MiB,
@@ -377,5 +455,49 @@ pub fn config(
         duration,
         options: JournalOptions::default(),
         geometry: Geometry::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ops: u64, secs: f64) -> BenchResult {
+        BenchResult {
+            ops,
+            bytes: ops * 10,
+            secs,
+        }
+    }
+
+    #[test]
+    fn totals_add_ops_bytes_and_seconds() {
+        let t = BenchResult::total(&[run(10, 1.0), run(30, 3.0)]);
+        assert_eq!((t.ops, t.bytes), (40, 400));
+        assert!((t.secs - 4.0).abs() < 1e-12);
+        assert_eq!(BenchResult::total(&[]).ops, 0);
+    }
+
+    #[test]
+    fn spread_of_ratios_picks_median_min_max() {
+        let a = [run(10, 1.0), run(30, 1.0), run(20, 1.0)];
+        let b = [run(10, 1.0), run(10, 1.0), run(10, 1.0)];
+        let s = Spread::of_ratios(a.iter().zip(&b)).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Spread::of_ratios(a.iter().zip(&[])), None);
+    }
+
+    #[test]
+    fn interleaved_ratio_is_of_the_totals() {
+        // Per pair 1.0 and 3.0, but the totals are 40 ops against 20 over the same time.
+        let v = Interleaved::new(vec![
+            (run(10, 1.0), run(10, 1.0)),
+            (run(30, 1.0), run(10, 1.0)),
+        ])
+        .unwrap();
+        assert_eq!((v.journal.ops, v.raw_log.ops), (40, 20));
+        assert!((v.ratio() - 2.0).abs() < 1e-12);
+        assert_eq!((v.per_pair.min, v.per_pair.max), (1.0, 3.0));
+        assert!(Interleaved::new(Vec::new()).is_err());
     }
 }

@@ -93,27 +93,39 @@ impl<T> WorkQueue<T> {
 
     /// Hand the first reserved item that `pred` accepts to the consumers.
     pub(crate) fn release(&self, pred: impl Fn(&T) -> bool) {
-        self.unreserve(pred);
+        self.unreserve(pred, 1);
     }
 
     /// Hand every reserved item to the consumers.
     pub(crate) fn release_all(&self) {
-        while self.unreserve(|_| true) {}
+        self.unreserve(|_| true, usize::MAX);
     }
 
-    /// Clear the reservation of the first reserved item `pred` accepts; whether one was.
-    fn unreserve(&self, pred: impl Fn(&T) -> bool) -> bool {
+    /// Clear the reservations of up to `limit` reserved items `pred` accepts, in queue
+    /// order, in one pass under one lock.
+    fn unreserve(&self, pred: impl Fn(&T) -> bool, limit: usize) {
         if self.reserved.load(Ordering::SeqCst) == 0 {
-            return false;
+            return;
         }
         let mut s = relock(&self.state);
-        let Some(item) = s.items.iter_mut().find(|(t, r)| *r && pred(t)) else {
-            return false;
-        };
-        item.1 = false;
-        self.reserved.fetch_sub(1, Ordering::SeqCst);
-        self.cv.notify_one();
-        true
+        let mut n = 0;
+        for item in s
+            .items
+            .iter_mut()
+            .filter(|(t, r)| *r && pred(t))
+            .take(limit)
+        {
+            item.1 = false;
+            n += 1;
+        }
+        if n > 0 {
+            self.reserved.fetch_sub(n as u64, Ordering::SeqCst);
+            if n == 1 {
+                self.cv.notify_one();
+            } else {
+                self.cv.notify_all();
+            }
+        }
     }
 
     /// The next item not reserved (any item, once closed); `None` once the queue is

@@ -15,7 +15,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ostore_journal::bench::BenchResult as JournalRun;
 use ostore_os::{
     CollectionHandle, CollectionId, Completion, Error, ObjectId, ObjectStore, Result, Transaction,
 };
@@ -993,30 +992,17 @@ fn journal_bench(o: &BenchOpts) -> Result<BenchResult> {
     let slice = Duration::from_millis(250);
     let pairs = (o.duration.as_millis() / (2 * slice.as_millis())).max(2) as usize;
     let v = run_interleaved(&cfg, slice, pairs).map_err(ostore_os::journaling::journal_error)?;
-    let sum = |f: fn(&(JournalRun, JournalRun)) -> &JournalRun| {
-        v.iter().fold((0, 0, 0.0), |(ops, bytes, secs), p| {
-            let r = f(p);
-            (ops + r.ops, bytes + r.bytes, secs + r.secs)
-        })
-    };
-    let (ops, bytes, secs) = sum(|p| &p.0);
-    let (raw_ops, _, raw_secs) = sum(|p| &p.1);
-    let raw = raw_ops as f64 / raw_secs.max(1e-9);
-    let mut per_pair: Vec<f64> = v
-        .iter()
-        .map(|(j, l)| j.ops_per_sec() / l.ops_per_sec().max(1e-9))
-        .collect();
-    per_pair.sort_by(f64::total_cmp);
+    let j = v.journal;
     let mut r = Tally {
-        ops,
-        bytes,
-        secs,
+        ops: j.ops,
+        bytes: j.bytes,
+        secs: j.secs,
         hist: hist(),
     }
     .result("journal", "journal", o.clients);
     r.anchor = Some(format!("raw-log interleaved x{}", o.clients));
-    r.anchor_value = Some(raw);
-    r.ratio = Some(ops as f64 / secs.max(1e-9) / raw.max(1e-9));
+    r.anchor_value = Some(v.raw_log.ops_per_sec());
+    r.ratio = Some(v.ratio());
     r.ratio_of = Some("ops/s".into());
     r.notes
         .insert("entry_bytes".into(), o.block_size.to_string());
@@ -1024,9 +1010,9 @@ fn journal_bench(o: &BenchOpts) -> Result<BenchResult> {
         "ratio_per_pair".into(),
         format!(
             "median {:.3} ({:.2}-{:.2}) of {pairs} pairs of {} ms slices",
-            per_pair[per_pair.len() / 2],
-            per_pair[0],
-            per_pair[per_pair.len() - 1],
+            v.per_pair.median,
+            v.per_pair.min,
+            v.per_pair.max,
             slice.as_millis()
         ),
     );
