@@ -611,9 +611,15 @@ fn inplace_writes_leave_the_same_bytes() {
         };
         let (j, _, _) = open(dfs.clone(), Path::new(DIR), opts.clone()).unwrap();
         let mut want = Vec::new();
-        for i in 0..40u64 {
-            // Up to ~3 volumes (7 KiB of stream each), starting anywhere in a sector.
-            let (m, d) = entry(9, i, [10, 600, 3_000, 20_000][i as usize % 4]);
+        for i in 0..41u64 {
+            // Up to ~3 volumes (7 KiB of stream each), starting anywhere in a sector; the
+            // last one across ~40 volumes, in runs of whole volumes.
+            let len = if i == 40 {
+                300_000
+            } else {
+                [10, 600, 3_000, 20_000][i as usize % 4]
+            };
+            let (m, d) = entry(9, i, len);
             j.append(&m, &d).unwrap().wait().unwrap();
             want.push((m, d));
         }
