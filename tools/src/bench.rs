@@ -88,6 +88,11 @@ pub struct BenchResult {
     pub p50_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
+    /// Whether the run timed its operations (the journal bench counts appends only): the
+    /// table shows its percentiles only then. Not in the JSON, whose percentiles are 0
+    /// for such a run.
+    #[serde(skip)]
+    pub latencies: bool,
     /// The anchor this result is compared with, its figure and our ratio to it.
     pub anchor: Option<String>,
     pub anchor_value: Option<f64>,
@@ -125,6 +130,7 @@ impl Tally {
             p50_us: self.hist.value_at_quantile(0.5),
             p99_us: self.hist.value_at_quantile(0.99),
             p999_us: self.hist.value_at_quantile(0.999),
+            latencies: !self.hist.is_empty(),
             anchor: None,
             anchor_value: None,
             ratio: None,
@@ -1086,13 +1092,11 @@ pub fn table(rs: &[BenchResult]) -> String {
         "| workload | backend | clients | ops/s | MB/s | p50 µs | p99 µs | p99.9 µs | anchor | anchor value | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rs {
-        // A run that records no latencies (the journal bench counts appends only) has
-        // every percentile 0, which no recorded latency can be (the histogram starts at 1).
         let lat = |v: u64| {
-            if r.p999_us == 0 {
-                "-".to_string()
-            } else {
+            if r.latencies {
                 v.to_string()
+            } else {
+                "-".to_string()
             }
         };
         s.push_str(&format!(
