@@ -46,6 +46,10 @@ pub struct BenchResult {
     pub bytes: u64,
     /// Measured seconds.
     pub secs: f64,
+    /// Seconds in write calls, added up over threads (the journal's: [`Journal::io_times`]).
+    pub write_secs: f64,
+    /// Seconds in `fdatasync` calls, added up over threads.
+    pub sync_secs: f64,
 }
 
 impl BenchResult {
@@ -56,11 +60,15 @@ impl BenchResult {
                 ops: 0,
                 bytes: 0,
                 secs: 0.0,
+                write_secs: 0.0,
+                sync_secs: 0.0,
             },
             |t, r| BenchResult {
                 ops: t.ops + r.ops,
                 bytes: t.bytes + r.bytes,
                 secs: t.secs + r.secs,
+                write_secs: t.write_secs + r.write_secs,
+                sync_secs: t.sync_secs + r.sync_secs,
             },
         )
     }
@@ -71,6 +79,12 @@ impl BenchResult {
     /// Megabytes (10^6) per second.
     pub fn mb_per_sec(&self) -> f64 {
         self.bytes as f64 / self.secs / 1e6
+    }
+    /// Microseconds per operation: of wall time, in writes, in `fdatasync`. With one thread
+    /// the wall time less the other two is what the code around the calls costs.
+    pub fn micros_per_op(&self) -> (f64, f64, f64) {
+        let per = |secs: f64| secs * 1e6 / self.ops.max(1) as f64;
+        (per(self.secs), per(self.write_secs), per(self.sync_secs))
     }
 }
 
@@ -191,6 +205,8 @@ fn run_threads_until(
         ops,
         bytes: ops * entry_size as u64,
         secs: start.elapsed().as_secs_f64(),
+        write_secs: 0.0,
+        sync_secs: 0.0,
     })
 }
 
@@ -244,7 +260,12 @@ impl<'a> JournalBench<'a> {
             }
             Ok(())
         };
-        run_threads_until(self.cfg.concurrency, self.cfg.entry_size, appender, done)
+        let before = self.j.io_times();
+        let mut r = run_threads_until(self.cfg.concurrency, self.cfg.entry_size, appender, done)?;
+        let io = self.j.io_times().since(&before);
+        r.write_secs = io.write_ns as f64 / 1e9;
+        r.sync_secs = io.sync_ns as f64 / 1e9;
+        Ok(r)
     }
 
     fn run_for(&self, d: Duration) -> Result<BenchResult> {
@@ -419,18 +440,27 @@ impl<'a> RawBench<'a> {
 
     fn run_for(&self, d: Duration) -> Result<BenchResult> {
         let size = self.cfg.entry_size;
-        run_threads(self.cfg.concurrency, d, size, |t, stop, count| {
+        let (write_ns, sync_ns) = (AtomicU64::new(0), AtomicU64::new(0));
+        let nanos = |t: Instant| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut r = run_threads(self.cfg.concurrency, d, size, |t, stop, count| {
             let (p, f) = &self.files[t];
             while !stop.load(Ordering::Relaxed) {
                 let i = self.next[t].fetch_add(1, Ordering::Relaxed);
                 let off = (i % self.slots) * size as u64;
+                let at = Instant::now();
                 f.write_at(&self.data, off)
                     .map_err(|e| Error::io("write", p, e))?;
+                let synced = Instant::now();
+                write_ns.fetch_add(nanos(at), Ordering::Relaxed);
                 f.sync_data().map_err(|e| Error::io("fdatasync", p, e))?;
+                sync_ns.fetch_add(nanos(synced), Ordering::Relaxed);
                 count.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())
-        })
+        })?;
+        r.write_secs = write_ns.into_inner() as f64 / 1e9;
+        r.sync_secs = sync_ns.into_inner() as f64 / 1e9;
+        Ok(r)
     }
 }
 
@@ -467,6 +497,8 @@ mod tests {
             ops,
             bytes: ops * 10,
             secs,
+            write_secs: secs / 4.0,
+            sync_secs: secs / 2.0,
         }
     }
 
@@ -475,7 +507,17 @@ mod tests {
         let t = BenchResult::total(&[run(10, 1.0), run(30, 3.0)]);
         assert_eq!((t.ops, t.bytes), (40, 400));
         assert!((t.secs - 4.0).abs() < 1e-12);
+        assert!((t.write_secs - 1.0).abs() < 1e-12 && (t.sync_secs - 2.0).abs() < 1e-12);
         assert_eq!(BenchResult::total(&[]).ops, 0);
+    }
+
+    #[test]
+    fn micros_per_op_split_wall_write_and_sync_time() {
+        // 40 ops in 4 s: 100 ms each, a quarter of it writing and half syncing.
+        let (wall, write, sync) = BenchResult::total(&[run(10, 1.0), run(30, 3.0)]).micros_per_op();
+        assert!((wall - 100_000.0).abs() < 1e-6, "{wall}");
+        assert!((write - 25_000.0).abs() < 1e-6, "{write}");
+        assert!((sync - 50_000.0).abs() < 1e-6, "{sync}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 /// How blank volumes are allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +205,39 @@ struct CState {
     /// waiter flushed its batch itself, so nobody waits.
     waiters: usize,
 }
+
+/// Calls to and time in the journal's file writes and syncs since open, added up over the
+/// threads that made them ([`Journal::io_times`]). Writes are the batches' `pwrite`s and the
+/// appenders' in-place `pwritev`s (a copy into the page cache, unless direct); syncs are the
+/// `fdatasync`s. A batch written and synced by one io_uring submission counts as one sync
+/// whose time includes its writes. The blank maker's and trim's I/O are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoTimes {
+    /// Write calls.
+    pub writes: u64,
+    /// Nanoseconds in them.
+    pub write_ns: u64,
+    /// Sync calls (or io_uring write + sync submissions).
+    pub syncs: u64,
+    /// Nanoseconds in them.
+    pub sync_ns: u64,
+}
+
+impl IoTimes {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &IoTimes) -> IoTimes {
+        IoTimes {
+            writes: self.writes.saturating_sub(earlier.writes),
+            write_ns: self.write_ns.saturating_sub(earlier.write_ns),
+            syncs: self.syncs.saturating_sub(earlier.syncs),
+            sync_ns: self.sync_ns.saturating_sub(earlier.sync_ns),
+        }
+    }
+}
+
+/// Indexes of `Inner::io_counts`: a kind's calls, then its nanoseconds.
+const IO_WRITES: usize = 0;
+const IO_SYNCS: usize = 2;
 
 /// Completion of one batch, shared by the handles of its entries.
 #[derive(Default)]
@@ -545,6 +579,8 @@ struct Inner {
     files: FilePool,
     /// Batches flushed by their waiters since open.
     waiter_flushes: AtomicU64,
+    /// Calls to and nanoseconds in writes and syncs since open (see [`IoTimes`]).
+    io_counts: [AtomicU64; 4],
     /// `opts.direct_below`, or 0 when the sector size is not a multiple of [`ALIGN`]
     /// (direct writes would need an aligned bounce copy).
     direct_below: u64,
@@ -788,6 +824,7 @@ impl Journal {
             queue: tx.clone(),
             files: FilePool::default(),
             waiter_flushes: AtomicU64::new(0),
+            io_counts: std::array::from_fn(|_| AtomicU64::new(0)),
             direct_below: if geo.s().is_multiple_of(ALIGN as u64) {
                 opts.direct_below
             } else {
@@ -883,6 +920,19 @@ impl Journal {
     /// open (see `JournalOptions::waiters_flush`).
     pub fn waiter_flushes(&self) -> u64 {
         self.inner.waiter_flushes.load(Ordering::Relaxed)
+    }
+
+    /// Calls to and time in the journal's writes and syncs since open, added up over its
+    /// threads: with the wall time per append it tells what the device costs (the syncs)
+    /// from what the journal adds around them.
+    pub fn io_times(&self) -> IoTimes {
+        let c = |i: usize| self.inner.io_counts[i].load(Ordering::Relaxed);
+        IoTimes {
+            writes: c(IO_WRITES),
+            write_ns: c(IO_WRITES + 1),
+            syncs: c(IO_SYNCS),
+            sync_ns: c(IO_SYNCS + 1),
+        }
     }
 
     /// The error that poisoned the journal, if any.
@@ -1081,6 +1131,17 @@ impl Inner {
         Ok(st)
     }
 
+    /// Run `f`, one I/O call of kind `kind` (`IO_WRITES` or `IO_SYNCS`), counting it and
+    /// its time for [`Journal::io_times`].
+    fn timed<T>(&self, kind: usize, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.io_counts[kind].fetch_add(1, Ordering::Relaxed);
+        self.io_counts[kind + 1].fetch_add(ns, Ordering::Relaxed);
+        r
+    }
+
     fn write_runs_unlocked(&self, runs: &[Run], data: &[u8]) -> Result<()> {
         self.check_failed()?;
         let mut files = self.files.take();
@@ -1100,9 +1161,11 @@ impl Inner {
                 iov.push(chunk);
             }
             prune(files, run.vol);
-            self.file(files, run.vol, false)?
-                .write_vectored_at(&iov, run.first_sector * s)
-                .map_err(|e| Error::io("write", volume_path(&self.dir, run.vol), e))?;
+            let f = self.file(files, run.vol, false)?;
+            self.timed(IO_WRITES, || {
+                f.write_vectored_at(&iov, run.first_sector * s)
+            })
+            .map_err(|e| Error::io("write", volume_path(&self.dir, run.vol), e))?;
         }
         Ok(())
     }
@@ -1517,22 +1580,22 @@ impl Inner {
                         .zip(wfds)
                         .map(|((_, off, buf), fd)| (fd, off, buf))
                         .collect();
-                    return ring
-                        .write_and_sync(chain, &sfds)
+                    return self
+                        .timed(IO_SYNCS, || ring.write_and_sync(chain, &sfds))
                         .map_err(|e| Error::io("io_uring write+fdatasync", what, e));
                 }
             }
         }
         for (vol, off, buf) in &writes {
             let f = self.file(files, *vol, direct)?;
-            f.write_at(buf, *off)
+            self.timed(IO_WRITES, || f.write_at(buf, *off))
                 .map_err(|e| Error::io("write", volume_path(&self.dir, *vol), e))?;
         }
         // A flush that fails elsewhere meanwhile poisons the journal: no point syncing.
         self.check_failed()?;
         for vol in syncs {
             let f = self.file(files, *vol, direct)?;
-            f.sync_data()
+            self.timed(IO_SYNCS, || f.sync_data())
                 .map_err(|e| Error::io("fdatasync", volume_path(&self.dir, *vol), e))?;
         }
         Ok(())

@@ -58,7 +58,8 @@ pub use atomic::{AtomicFileReader, AtomicFileWriter};
 pub use error::{Error, Result};
 pub use format::Geometry;
 pub use journal::{
-    read_info, AppendHandle, BlankMethod, IoMode, Journal, JournalOptions, TocContext, TocFn,
+    read_info, AppendHandle, BlankMethod, IoMode, IoTimes, Journal, JournalOptions, TocContext,
+    TocFn,
 };
 pub use scan::{
     dump_volume, list_volumes, scan, volume_path, BatchDump, EntryDump, MetaAction, ScanCallbacks,

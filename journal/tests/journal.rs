@@ -444,6 +444,33 @@ fn direct_and_page_cache_batches_share_volumes() {
     j.close().unwrap();
 }
 
+/// The I/O counters see each append's write and sync, and an in-place entry's own write.
+#[test]
+fn io_times_count_writes_and_syncs() {
+    let (_fs, dfs) = setup();
+    let opts = JournalOptions {
+        inplace_from: 8192,
+        ..det_opts(2)
+    };
+    let (j, _, _) = open(dfs, Path::new(DIR), opts).unwrap();
+    let before = j.io_times();
+    for i in 0..20 {
+        let (m, d) = entry(1, i, 3000);
+        j.append(&m, &d).unwrap().wait().unwrap();
+    }
+    let small = j.io_times().since(&before);
+    // Every append waited, so each one was a batch of its own: a write and a sync at least.
+    assert!(small.writes >= 20 && small.syncs >= 20, "{small:?}");
+    assert!(small.write_ns > 0 && small.sync_ns > 0, "{small:?}");
+    let (m, d) = entry(1, 20, 40_000);
+    j.append(&m, &d).unwrap().wait().unwrap();
+    let large = j.io_times().since(&before).since(&small);
+    // The appender's run of whole sectors, then the batch's partial sectors.
+    assert!(large.writes >= 2 && large.syncs >= 1, "{large:?}");
+    assert_eq!(j.io_times().since(&j.io_times()), Default::default());
+    j.close().unwrap();
+}
+
 /// A waiter whose batch is still queued flushes it itself; the journal reads back the same,
 /// and a sync failure met by a waiter poisons the journal as one met by a worker does.
 #[test]

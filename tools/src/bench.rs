@@ -1022,6 +1022,12 @@ fn journal_bench(o: &BenchOpts) -> Result<BenchResult> {
             slice.as_millis()
         ),
     );
+    let us = |b: &ostore_journal::bench::BenchResult| {
+        let (wall, write, sync) = b.micros_per_op();
+        format!("{wall:.0} wall, {write:.0} in writes, {sync:.0} in fdatasync")
+    };
+    r.notes.insert("us_per_op_journal".into(), us(&v.journal));
+    r.notes.insert("us_per_op_raw_log".into(), us(&v.raw_log));
     Ok(r)
 }
 
@@ -1117,12 +1123,15 @@ pub fn table(rs: &[BenchResult]) -> String {
             r.ratio.map_or("-".into(), |v| format!("{v:.2}")),
         ));
     }
-    // Second anchors (raw RocksDB for kvstore, the overwrite loop for large-write).
+    // Second anchors (raw RocksDB for kvstore, the overwrite loop for large-write) and the
+    // journal's time per append split beside its anchor's.
     for r in rs {
         let extra: Vec<String> = r
             .notes
             .iter()
-            .filter(|(k, _)| k.starts_with("ratio_vs_") || k.starts_with("raw_"))
+            .filter(|(k, _)| {
+                k.starts_with("ratio_vs_") || k.starts_with("raw_") || k.starts_with("us_per_op")
+            })
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         if !extra.is_empty() {
@@ -1239,7 +1248,16 @@ mod tests {
             hist: hist(),
         }
         .result("journal", "journal", 1);
+        let mut counted = counted;
+        for k in ["us_per_op_journal", "us_per_op_raw_log"] {
+            counted.notes.insert(k.into(), format!("{k} value"));
+        }
         let t = table(&[timed, counted]);
+        // The journal's time split is printed below the table, both sides of it.
+        assert!(
+            t.contains("journal on journal x1: us_per_op_journal us_per_op_journal value, us_per_op_raw_log us_per_op_raw_log value"),
+            "{t}"
+        );
         let rows: Vec<&str> = t.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(rows.len(), 3, "{t}");
         let cells =
