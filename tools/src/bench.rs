@@ -1241,14 +1241,13 @@ mod tests {
             hist: h,
         }
         .result("small-overwrite", "memstore", 1);
-        let counted = Tally {
+        let mut counted = Tally {
             ops: 1,
             bytes: 4096,
             secs: 1.0,
             hist: hist(),
         }
         .result("journal", "journal", 1);
-        let mut counted = counted;
         for k in ["us_per_op_journal", "us_per_op_raw_log"] {
             counted.notes.insert(k.into(), format!("{k} value"));
         }
